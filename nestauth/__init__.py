@@ -1,0 +1,1 @@
+"""nestauth: an OpenAPI-first authentication server."""

@@ -1,0 +1,91 @@
+"""The application factory: the spec routes requests, the lifespan owns the engine."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+from connexion import AsyncApp
+from connexion.middleware import MiddlewarePosition
+from connexion.options import SwaggerUIOptions
+
+from nestauth import db, openapi31
+from nestauth.config import Settings
+from nestauth.context import Runtime
+from nestauth.errors import register_error_handlers
+from nestauth.middleware import BodySizeLimitMiddleware, TransactionMiddleware
+from nestauth.services.secrets import SecretBox
+from nestauth.validation import register_formats, validator_map
+
+SPEC_PATH = Path(__file__).resolve().parent.parent / "spec" / "openapi.yaml"
+HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
+
+
+def load_spec() -> dict[str, Any]:
+    with SPEC_PATH.open(encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def roles_by_operation(spec: dict[str, Any]) -> dict[str, str]:
+    """The minimum admin role each operation declares in `x-nestauth-min-role`, keyed as
+    Connexion names the operation at run time (router controller + operationId)."""
+    return {
+        _resolved_operation_id(operation): operation["x-nestauth-min-role"]
+        for path_item in spec["paths"].values()
+        for method, operation in path_item.items()
+        if method in HTTP_METHODS and "x-nestauth-min-role" in operation
+    }
+
+
+def _resolved_operation_id(operation: dict[str, Any]) -> str:
+    controller = operation.get("x-openapi-router-controller")
+    return f"{controller}.{operation['operationId']}" if controller else operation["operationId"]
+
+
+def create_app(settings: Settings | None = None) -> AsyncApp:
+    settings = settings or Settings.from_env()
+    spec = load_spec()
+    runtime = Runtime(
+        settings=settings,
+        secret_box=SecretBox(settings.secret_key),
+        roles_by_operation=roles_by_operation(spec),
+    )
+    register_formats()
+    openapi31.enable()
+    app = AsyncApp(__name__, lifespan=_lifespan(runtime))
+    app.add_api(
+        spec,
+        strict_validation=True,
+        validate_responses=settings.validate_responses,
+        pythonic_params=True,
+        validator_map=validator_map(),
+        swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/auth/docs"),
+    )
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        position=MiddlewarePosition.BEFORE_EXCEPTION,
+        max_bytes=settings.max_body_bytes,
+    )
+    app.add_middleware(
+        TransactionMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, runtime=runtime
+    )
+    register_error_handlers(app)
+    app.runtime = runtime  # type: ignore[attr-defined]  # for the CLI and tests
+    return app
+
+
+def _lifespan(runtime: Runtime) -> Any:
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[None]:
+        runtime.engine = db.create_engine(runtime.settings.database_url)
+        runtime.sessions = db.session_factory(runtime.engine)
+        try:
+            yield
+        finally:
+            await runtime.engine.dispose()
+            runtime.engine = runtime.sessions = None
+
+    return lifespan

@@ -1,0 +1,118 @@
+"""`nestauth serve | db upgrade | admin create`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+import warnings
+from collections.abc import Sequence
+
+# Connexion imports Starlette's test client, which warns about httpx on every start.
+warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+
+from nestauth import db, migrations  # noqa: E402
+from nestauth.config import ConfigError, Settings  # noqa: E402
+from nestauth.errors import ApiError  # noqa: E402
+from nestauth.models import ADMIN_ROLES  # noqa: E402
+from nestauth.services import admins  # noqa: E402
+from nestauth.services.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH  # noqa: E402
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        return int(args.run(settings, args) or 0)
+    except (ConfigError, ValueError) as exc:
+        print(f"nestauth: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nestauth", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the HTTP server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(run=_serve)
+
+    database = commands.add_parser("db", help="database schema").add_subparsers(required=True)
+    database.add_parser("upgrade", help="apply migrations up to head").set_defaults(run=_upgrade)
+
+    admin = commands.add_parser("admin", help="console administrators").add_subparsers(required=True)
+    create = admin.add_parser("create", help="create an admin (password from a prompt or stdin)")
+    create.add_argument("--email", required=True)
+    create.add_argument("--role", choices=ADMIN_ROLES, default="owner")
+    create.add_argument("--name")
+    create.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    create.set_defaults(run=_create_admin)
+    return parser
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    if db.is_sqlite(db.async_url(settings.database_url)):
+        migrations.upgrade(settings.database_url)  # the embedded default is ready on first run
+    uvicorn.run(
+        "nestauth.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="info",
+    )
+    return 0
+
+
+def _upgrade(settings: Settings, _args: argparse.Namespace) -> int:
+    migrations.upgrade(settings.database_url)
+    print("database is at the latest revision")
+    return 0
+
+
+def _create_admin(settings: Settings, args: argparse.Namespace) -> int:
+    password = _read_password(args.password_stdin)
+    if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
+        print(
+            f"nestauth: the password must have {MIN_PASSWORD_LENGTH} to "
+            f"{MAX_PASSWORD_LENGTH} characters",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        admin_id = asyncio.run(_insert_admin(settings, args, password))
+    except ApiError as exc:
+        print(f"nestauth: {exc.message} ({exc.code})", file=sys.stderr)
+        return 1
+    print(f"created {args.role} {args.email.strip().lower()} ({admin_id})")
+    return 0
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat password: ") != first:
+        raise ValueError("the passwords do not match")
+    return first
+
+
+async def _insert_admin(settings: Settings, args: argparse.Namespace, password: str) -> str:
+    engine = db.create_engine(settings.database_url)
+    try:
+        async with db.session_factory(engine)() as session, session.begin():
+            admin = await admins.create_admin(
+                session, email=args.email, password=password, role=args.role, name=args.name
+            )
+            return str(admin.id)
+    finally:
+        await engine.dispose()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

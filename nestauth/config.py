@@ -1,0 +1,127 @@
+"""One typed Settings object, read from the environment (NESTAUTH_*)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MIN_SECRET_KEY_LENGTH = 32
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names it in one line."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"{name}: {reason}")
+        self.name = name
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    secret_key: str
+    admin_secret: str | None = None
+    cookie_secure: bool = True
+    mfa_required: bool = False
+    admin_session_idle_seconds: int = 30 * 60
+    admin_session_absolute_seconds: int = 12 * 60 * 60
+    csrf_allowed_origins: tuple[str, ...] = ()
+    admin_login_max_failures: int = 5
+    admin_login_lock_seconds: int = 15 * 60
+    max_body_bytes: int = 64 * 1024
+    validate_responses: bool = False
+    var_dir: Path = field(default=Path("var"))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = _Env(os.environ if environ is None else environ)
+        var_dir = Path(env.text("NESTAUTH_VAR_DIR", "var"))
+        return cls(
+            database_url=env.text("NESTAUTH_DATABASE_URL", f"sqlite:///{var_dir}/nestauth.db"),
+            secret_key=env.secret_key(var_dir),
+            admin_secret=env.text("NESTAUTH_ADMIN_SECRET", "") or None,
+            cookie_secure=env.boolean("NESTAUTH_COOKIE_SECURE", True),
+            mfa_required=env.boolean("NESTAUTH_MFA_REQUIRED", False),
+            admin_session_idle_seconds=env.positive_int("NESTAUTH_ADMIN_SESSION_IDLE_SECONDS", 1800),
+            admin_session_absolute_seconds=env.positive_int(
+                "NESTAUTH_ADMIN_SESSION_ABSOLUTE_SECONDS", 43200
+            ),
+            csrf_allowed_origins=env.origins("NESTAUTH_CSRF_ALLOWED_ORIGINS"),
+            admin_login_max_failures=env.positive_int("NESTAUTH_ADMIN_LOGIN_MAX_FAILURES", 5),
+            admin_login_lock_seconds=env.positive_int("NESTAUTH_ADMIN_LOGIN_LOCK_SECONDS", 900),
+            max_body_bytes=env.positive_int("NESTAUTH_MAX_BODY_BYTES", 65536),
+            validate_responses=env.boolean("NESTAUTH_VALIDATE_RESPONSES", False),
+            var_dir=var_dir,
+        )
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class _Env:
+    """Typed readers over an environment mapping; each failure names its variable."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def text(self, name: str, default: str) -> str:
+        return self._environ.get(name, default).strip()
+
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = self._environ.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        value = raw.strip().lower()
+        if value in _TRUE:
+            return True
+        if value in _FALSE:
+            return False
+        raise ConfigError(name, f"expected true or false, got {raw!r}")
+
+    def positive_int(self, name: str, default: int) -> int:
+        raw = self._environ.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(name, f"expected a positive integer, got {raw!r}") from None
+        if value <= 0:
+            raise ConfigError(name, f"expected a positive integer, got {raw!r}")
+        return value
+
+    def origins(self, name: str) -> tuple[str, ...]:
+        raw = self._environ.get(name, "")
+        origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+        for origin in origins:
+            if not origin.startswith(("http://", "https://")):
+                raise ConfigError(name, f"origin {origin!r} must start with http:// or https://")
+        return origins
+
+    def secret_key(self, var_dir: Path) -> str:
+        name = "NESTAUTH_SECRET_KEY"
+        raw = self._environ.get(name)
+        if raw is not None:
+            if len(raw) < MIN_SECRET_KEY_LENGTH:
+                raise ConfigError(name, f"must be at least {MIN_SECRET_KEY_LENGTH} characters")
+            return raw
+        return _load_or_create_key_file(var_dir / "secret.key")
+
+
+def _load_or_create_key_file(path: Path) -> str:
+    """The embedded default: a key generated on first run, readable by the owner only."""
+    if path.exists():
+        key = path.read_text().strip()
+        if len(key) < MIN_SECRET_KEY_LENGTH:
+            raise ConfigError("NESTAUTH_SECRET_KEY", f"key file {path} is too short")
+        return key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key

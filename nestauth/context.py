@@ -1,0 +1,69 @@
+"""What a request needs from the app: settings, its database session, the clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from nestauth.config import Settings
+from nestauth.models import utcnow
+from nestauth.services.audit import RequestMeta
+from nestauth.services.secrets import SecretBox
+
+SCOPE_KEY = "nestauth.context"
+
+
+@dataclass
+class Runtime:
+    """App-wide state; the engine is made and disposed in the lifespan, never at import."""
+
+    settings: Settings
+    secret_box: SecretBox
+    roles_by_operation: dict[str, str]
+    clock: Callable[[], datetime] = utcnow
+    engine: AsyncEngine | None = None
+    sessions: async_sessionmaker[AsyncSession] | None = None
+
+
+@dataclass
+class RequestContext:
+    runtime: Runtime
+    session: AsyncSession
+    scope: dict[str, Any] = field(repr=False)
+
+    @property
+    def settings(self) -> Settings:
+        return self.runtime.settings
+
+    def now(self) -> datetime:
+        return self.runtime.clock()
+
+    @property
+    def meta(self) -> RequestMeta:
+        client = self.scope.get("client")
+        headers = dict(self.scope.get("headers") or [])
+        agent = headers.get(b"user-agent")
+        return RequestMeta(
+            ip=client[0] if client else None,
+            user_agent=agent.decode("latin-1")[:512] if agent else None,
+        )
+
+    @property
+    def operation_id(self) -> str | None:
+        routing = self.scope.get("extensions", {}).get("connexion_routing", {})
+        return routing.get("operation_id")
+
+
+def of_scope(scope: dict[str, Any]) -> RequestContext:
+    return scope[SCOPE_KEY]
+
+
+def current() -> RequestContext:
+    """The context of the request being handled (Connexion keeps it in a context variable)."""
+    from connexion import request
+
+    return of_scope(request.scope)

@@ -1,0 +1,209 @@
+"""The ApiError family and the one mapping from any failure to the error envelope.
+
+Every non-2xx body is {statusCode, error, message, code} (+ optional details), whether the
+failure is ours, Connexion's (validation, security, media type), Starlette's (routing) or an
+unexpected exception.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from http import HTTPStatus
+from typing import Any
+
+from connexion.exceptions import ProblemException
+from connexion.lifecycle import ConnexionRequest, ConnexionResponse
+from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException
+
+log = logging.getLogger("nestauth.errors")
+
+
+class ApiError(Exception):
+    """A failure with a stable code; services raise these, never HTTP responses."""
+
+    status_code = 500
+    code = "INTERNAL_ERROR"
+    message = "Internal server error"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message or self.message)
+        self.message = message or self.message
+        self.details = details
+        self.headers = headers or {}
+
+
+class ValidationFailed(ApiError):
+    status_code, code, message = 400, "VALIDATION_FAILED", "Validation failed"
+
+
+class NoAuthProvided(ApiError):
+    status_code, code, message = 401, "NO_AUTH_PROVIDED", "Admin authentication required"
+
+
+class SessionInvalid(ApiError):
+    status_code, code, message = 401, "SESSION_INVALID", "Invalid admin session"
+
+
+class SessionExpired(ApiError):
+    status_code, code, message = 401, "SESSION_EXPIRED", "Admin session has expired"
+
+
+class InvalidCredentials(ApiError):
+    status_code, code, message = 401, "INVALID_CREDENTIALS", "Invalid credentials"
+
+
+class AdminSecretInvalid(ApiError):
+    status_code, code, message = 401, "ADMIN_SECRET_INVALID", "Invalid admin secret key"
+
+
+class CsrfTokenInvalid(ApiError):
+    status_code, code, message = 403, "CSRF_TOKEN_INVALID", "Invalid or missing CSRF token"
+
+
+class CsrfOriginRejected(ApiError):
+    status_code, code, message = 403, "CSRF_ORIGIN_REJECTED", "Request origin is not allowed"
+
+
+class MissingPermissions(ApiError):
+    status_code = 403
+    code = "MISSING_REQUIRED_PERMISSIONS"
+    message = "Your role does not allow this action"
+
+
+class AdminBootstrapClosed(ApiError):
+    status_code = 403
+    code = "ADMIN_BOOTSTRAP_CLOSED"
+    message = "An admin already exists; bootstrap signup is closed"
+
+
+class UserNotFound(ApiError):
+    status_code, code, message = 404, "USER_NOT_FOUND", "User not found"
+
+
+class TotpDeviceNotFound(ApiError):
+    status_code, code, message = 404, "TOTP_DEVICE_NOT_FOUND", "TOTP device not found"
+
+
+class EmailAlreadyExists(ApiError):
+    status_code, code, message = 409, "EMAIL_ALREADY_EXISTS", "Email is already registered"
+
+
+class PayloadTooLarge(ApiError):
+    status_code, code, message = 413, "PAYLOAD_TOO_LARGE", "Request body is too large"
+
+
+class RateLimited(ApiError):
+    status_code, code, message = 429, "RATE_LIMITED", "Too many attempts; try again later"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            details={"retryAfter": retry_after}, headers={"Retry-After": str(retry_after)}
+        )
+
+
+class ServiceUnavailable(ApiError):
+    status_code, code, message = 503, "SERVICE_UNAVAILABLE", "Service temporarily unavailable"
+
+
+# Codes for failures Connexion and Starlette raise themselves, by status.
+FRAMEWORK_CODES = {
+    400: "VALIDATION_FAILED",
+    401: "NO_AUTH_PROVIDED",
+    403: "MISSING_REQUIRED_PERMISSIONS",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+}
+
+
+def envelope(
+    status: int, code: str, message: str, details: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "statusCode": status,
+        "error": HTTPStatus(status).phrase,
+        "message": message,
+        "code": code,
+    }
+    if details:
+        body["details"] = details
+    return body
+
+
+def envelope_bytes(status: int, code: str, message: str) -> bytes:
+    return json.dumps(envelope(status, code, message)).encode()
+
+
+def _response(
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> ConnexionResponse:
+    return ConnexionResponse(
+        status_code=status,
+        mimetype="application/json",
+        content_type="application/json",
+        body=json.dumps(envelope(status, code, message, details)),
+        headers=headers or {},
+    )
+
+
+def _first_line(text: object) -> str:
+    """jsonschema messages span lines and dump whole schemas; the first line says it all."""
+    lines = str(text or "").strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def handle_api_error(_request: ConnexionRequest, exc: ApiError) -> ConnexionResponse:
+    return _response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
+
+
+def handle_problem(_request: ConnexionRequest, exc: ProblemException) -> ConnexionResponse:
+    status = exc.status if exc.status in FRAMEWORK_CODES else 400
+    message = _first_line(exc.detail) or _first_line(exc.title) or HTTPStatus(status).phrase
+    return _response(status, FRAMEWORK_CODES[status], message, headers=exc.headers)
+
+
+def handle_http_exception(_request: ConnexionRequest, exc: HTTPException) -> ConnexionResponse:
+    status = exc.status_code if exc.status_code in FRAMEWORK_CODES else 400
+    headers = dict(exc.headers or {})  # keeps Allow on 405
+    message = _first_line(exc.detail) or HTTPStatus(status).phrase
+    return _response(status, FRAMEWORK_CODES[status], message, headers=headers)
+
+
+def handle_unexpected(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    if is_database_unavailable(exc):
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return _response(503, ServiceUnavailable.code, ServiceUnavailable.message)
+    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    log.exception("unhandled error, request id %s", request_id)
+    return _response(
+        500, "INTERNAL_ERROR", f"Internal server error (request id {request_id})"
+    )
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """A lost or unreachable database, as opposed to a bug in a query."""
+    if isinstance(exc, (OperationalError, PoolTimeoutError)):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def register_error_handlers(app: Any) -> None:
+    # Connexion pre-registers its own ProblemException handler: ours must name it explicitly.
+    app.add_error_handler(ApiError, handle_api_error)
+    app.add_error_handler(ProblemException, handle_problem)
+    app.add_error_handler(HTTPException, handle_http_exception)
+    app.add_error_handler(Exception, handle_unexpected)

@@ -1,0 +1,110 @@
+"""ASGI middleware: the body-size limit and the per-request transaction."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from nestauth.context import SCOPE_KEY, RequestContext, Runtime
+from nestauth.errors import PayloadTooLarge, envelope_bytes, is_database_unavailable
+
+log = logging.getLogger("nestauth.middleware")
+
+
+class BodySizeLimitMiddleware:
+    """Refuses bodies over the limit, declared or streamed, before anyone buffers them."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await _send_envelope(send, 413, PayloadTooLarge.code, PayloadTooLarge.message)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise PayloadTooLarge()
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+class TransactionMiddleware:
+    """One database session per request: committed when the response is a success,
+    rolled back otherwise, before the first byte of the response leaves."""
+
+    def __init__(self, app: ASGIApp, *, runtime: Runtime) -> None:
+        self.app, self.runtime = app, runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.runtime.sessions is None:
+            await self.app(scope, receive, send)
+            return
+        async with self.runtime.sessions() as session:
+            scope[SCOPE_KEY] = RequestContext(self.runtime, session, scope)
+            replaced = False
+
+            async def send_after_commit(message: Message) -> None:
+                nonlocal replaced
+                if replaced:
+                    return
+                if message["type"] == "http.response.start":
+                    failure = await _finish(session, message["status"])
+                    if failure is not None:
+                        replaced = True
+                        await _send_envelope(send, *failure)
+                        return
+                await send(message)
+
+            await self.app(scope, receive, send_after_commit)
+
+
+async def _finish(session: Any, status: int) -> tuple[int, str, str] | None:
+    """Commits a success, rolls back a failure; a failed commit becomes an error response."""
+    if status >= 400:
+        await _rollback_quietly(session)
+        return None
+    try:
+        await session.commit()
+    except Exception as exc:
+        await _rollback_quietly(session)
+        if is_database_unavailable(exc):
+            log.warning("commit failed, database unavailable: %s", type(exc).__name__)
+            return 503, "SERVICE_UNAVAILABLE", "Service temporarily unavailable"
+        log.exception("commit failed")
+        return 500, "INTERNAL_ERROR", "Internal server error"
+    return None
+
+
+async def _rollback_quietly(session: Any) -> None:
+    """A rollback on a lost connection fails too; the server discards that connection."""
+    try:
+        await session.rollback()
+    except Exception as exc:  # noqa: BLE001
+        log.warning("rollback failed: %s", type(exc).__name__)
+
+
+async def _send_envelope(send: Send, status: int, code: str, message: str) -> None:
+    body = envelope_bytes(status, code, message)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

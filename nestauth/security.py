@@ -1,0 +1,62 @@
+"""Security handlers named in the spec: the admin session, by cookie or by bearer token.
+
+Order on a protected route (contract §1): authentication (401), then CSRF and role (403);
+Connexion validates the request only after these pass.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connexion.lifecycle import ConnexionRequest
+
+from nestauth import context
+from nestauth.errors import CsrfOriginRejected, CsrfTokenInvalid, MissingPermissions
+from nestauth.models import Admin, AdminSession
+from nestauth.services import admin_sessions
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+ROLE_RANK = {"viewer": 0, "admin": 1, "owner": 2}
+CSRF_HEADER = "x-csrf-token"
+
+
+async def admin_from_cookie(api_key: str, request: ConnexionRequest) -> dict[str, Any]:
+    return await _admin_principal(api_key, request, via_cookie=True)
+
+
+async def admin_from_bearer(token: str, request: ConnexionRequest) -> dict[str, Any]:
+    return await _admin_principal(token, request, via_cookie=False)
+
+
+async def _admin_principal(token: str, request: ConnexionRequest, *, via_cookie: bool) -> dict[str, Any]:
+    ctx = context.of_scope(request.scope)
+    admin_session, admin = await admin_sessions.authenticate(
+        ctx.session, ctx.settings, token=token, now=ctx.now()
+    )
+    if via_cookie and request.method in UNSAFE_METHODS:
+        _check_csrf(request, admin_session, ctx.settings.csrf_allowed_origins)
+    _check_role(admin, ctx.runtime.roles_by_operation.get(ctx.operation_id or ""))
+    return {
+        "sub": str(admin.id),
+        "email": admin.email,
+        "role": admin.role,
+        "session_id": str(admin_session.id),
+    }
+
+
+def _check_csrf(
+    request: ConnexionRequest, admin_session: AdminSession, allowed_origins: tuple[str, ...]
+) -> None:
+    """Double submit bound to the session (OWASP CSRF cheat sheet), plus an Origin allow-list."""
+    origin = request.headers.get("origin")
+    if allowed_origins and origin is not None and origin.rstrip("/") not in allowed_origins:
+        raise CsrfOriginRejected()
+    if not admin_sessions.csrf_token_matches(admin_session, request.headers.get(CSRF_HEADER)):
+        raise CsrfTokenInvalid()
+
+
+def _check_role(admin: Admin, required_role: str | None) -> None:
+    """Least privilege: an operation without a declared role is open to owners only."""
+    needed = ROLE_RANK[required_role] if required_role else ROLE_RANK["owner"]
+    if ROLE_RANK.get(admin.role, -1) < needed:
+        raise MissingPermissions()

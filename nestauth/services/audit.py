@@ -1,0 +1,85 @@
+"""Audit events, written in the same transaction as the change they describe."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nestauth.models import AuditEvent
+
+
+@dataclass(frozen=True)
+class RequestMeta:
+    ip: str | None
+    user_agent: str | None
+
+
+@dataclass(frozen=True)
+class AdminActor:
+    admin_id: uuid.UUID
+    email: str
+    role: str
+    session_id: uuid.UUID
+
+
+async def record_admin_action(
+    session: AsyncSession,
+    *,
+    actor: AdminActor,
+    meta: RequestMeta,
+    action: str,
+    now: datetime,
+    target_type: str | None = None,
+    target_id: uuid.UUID | None = None,
+    user_id: uuid.UUID | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    return await record_event(
+        session,
+        action=action,
+        actor_type="admin",
+        actor_id=actor.admin_id,
+        actor_email=actor.email,
+        meta=meta,
+        now=now,
+        target_type=target_type,
+        target_id=target_id,
+        user_id=user_id,
+        details=details,
+    )
+
+
+async def record_event(
+    session: AsyncSession,
+    *,
+    action: str,
+    actor_type: str,
+    actor_id: uuid.UUID | None,
+    actor_email: str | None,
+    meta: RequestMeta,
+    now: datetime,
+    target_type: str | None = None,
+    target_id: uuid.UUID | None = None,
+    user_id: uuid.UUID | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    event = AuditEvent(
+        occurred_at=now,
+        action=action,
+        actor_type=actor_type,
+        actor_id=actor_id,
+        actor_email=actor_email,
+        target_type=target_type,
+        target_id=target_id,
+        user_id=user_id,
+        ip=meta.ip,
+        user_agent=(meta.user_agent or "")[:512] or None,
+        details=details,
+    )
+    session.add(event)
+    await session.flush()
+    return event

@@ -1,0 +1,67 @@
+"""Failed-attempt limits kept in the database, so every server process shares one count.
+
+After `max_failures` failures within `window` the subject is blocked for `window`
+(OWASP ASVS 2.2.1: anti-automation against credential stuffing and brute force).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nestauth.errors import RateLimited
+from nestauth.models import RateLimitBucket
+
+
+@dataclass(frozen=True)
+class Limit:
+    scope: str
+    max_failures: int
+    window: timedelta
+
+    def key(self, subject: str) -> str:
+        # A digest keeps emails out of this table and bounds the key length.
+        return f"{self.scope}:{hashlib.sha256(subject.encode()).hexdigest()}"
+
+
+async def ensure_allowed(session: AsyncSession, limit: Limit, subject: str, now: datetime) -> None:
+    bucket = await session.get(RateLimitBucket, limit.key(subject))
+    if bucket and bucket.blocked_until and bucket.blocked_until > now:
+        raise RateLimited(retry_after=_seconds_until(bucket.blocked_until, now))
+
+
+async def record_failure(session: AsyncSession, limit: Limit, subject: str, now: datetime) -> None:
+    key = limit.key(subject)
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    await session.execute(
+        insert(RateLimitBucket)
+        .values(key=key, failures=0, window_started_at=now)
+        .on_conflict_do_nothing(index_elements=["key"])
+    )
+    bucket = (
+        await session.execute(
+            select(RateLimitBucket).where(RateLimitBucket.key == key).with_for_update()
+        )
+    ).scalar_one()
+    if bucket.window_started_at + limit.window <= now:
+        bucket.failures, bucket.window_started_at = 0, now
+    bucket.failures += 1
+    if bucket.failures >= limit.max_failures:
+        bucket.blocked_until = now + limit.window
+        bucket.failures, bucket.window_started_at = 0, now
+    await session.flush()
+
+
+async def clear(session: AsyncSession, limit: Limit, subject: str) -> None:
+    await session.execute(delete(RateLimitBucket).where(RateLimitBucket.key == limit.key(subject)))
+
+
+def _seconds_until(moment: datetime, now: datetime) -> int:
+    return max(1, math.ceil((moment - now).total_seconds()))

@@ -1,0 +1,128 @@
+"""TOTP devices: enrolment records and their removal by an admin (the seed operation)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import pyotp
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nestauth.errors import TotpDeviceNotFound, UserNotFound
+from nestauth.models import RecoveryCode, TotpDevice, User, UserSession
+from nestauth.services.audit import AdminActor, RequestMeta, record_admin_action
+from nestauth.services.secrets import SecretBox
+
+
+@dataclass(frozen=True)
+class DeviceRemoval:
+    user_id: uuid.UUID
+    device_id: uuid.UUID
+    remaining_devices: int
+    mfa_disabled: bool
+    sessions_revoked: int
+
+
+def _secret_binding(device_id: uuid.UUID) -> bytes:
+    """Associated data: a sealed secret copied onto another device row will not open."""
+    return b"totp_devices:" + device_id.bytes
+
+
+async def add_device(
+    session: AsyncSession,
+    box: SecretBox,
+    *,
+    user_id: uuid.UUID,
+    device_name: str,
+    secret: str | None = None,
+    verified: bool = False,
+) -> tuple[TotpDevice, str]:
+    """Stores a device with its secret sealed; returns the device and the plain secret."""
+    secret = secret or pyotp.random_base32()
+    device_id = uuid.uuid4()
+    device = TotpDevice(
+        id=device_id,
+        user_id=user_id,
+        device_name=device_name,
+        secret_encrypted=box.seal(secret, _secret_binding(device_id)),
+        verified=verified,
+    )
+    session.add(device)
+    await session.flush()
+    return device, secret
+
+
+def device_secret(box: SecretBox, device: TotpDevice) -> str:
+    return box.open(device.secret_encrypted, _secret_binding(device.id))
+
+
+async def remove_user_device(
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    device_id: uuid.UUID,
+    revoke_sessions: bool,
+    mfa_required: bool,
+    actor: AdminActor,
+    meta: RequestMeta,
+    now: datetime,
+) -> DeviceRemoval:
+    """Removes one device, applies the last-device rule, revokes sessions, audits; one txn."""
+    # Locking the user serialises concurrent removals of this user's devices, so the
+    # "no verified device left" decision below is never made on a stale count.
+    user = await session.scalar(select(User).where(User.id == user_id).with_for_update())
+    if user is None:
+        raise UserNotFound()
+    removed = (
+        await session.execute(
+            delete(TotpDevice)
+            .where(TotpDevice.id == device_id, TotpDevice.user_id == user_id)
+            .returning(TotpDevice.device_name, TotpDevice.verified)
+        )
+    ).first()
+    if removed is None:
+        raise TotpDeviceNotFound()
+    remaining = await _count_verified_devices(session, user_id)
+    mfa_disabled = remaining == 0 and not mfa_required
+    if mfa_disabled:
+        user.is_mfa_enabled = False
+        await session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
+    revoked = await _revoke_user_sessions(session, user_id, now) if revoke_sessions else 0
+    await record_admin_action(
+        session,
+        actor=actor,
+        meta=meta,
+        action="user.totp_device.removed",
+        now=now,
+        target_type="totp_device",
+        target_id=device_id,
+        user_id=user_id,
+        details={
+            "deviceName": removed.device_name,
+            "deviceVerified": removed.verified,
+            "remainingDevices": remaining,
+            "mfaDisabled": mfa_disabled,
+            "sessionsRevoked": revoked,
+        },
+    )
+    return DeviceRemoval(user_id, device_id, remaining, mfa_disabled, revoked)
+
+
+async def _count_verified_devices(session: AsyncSession, user_id: uuid.UUID) -> int:
+    count = await session.scalar(
+        select(func.count())
+        .select_from(TotpDevice)
+        .where(TotpDevice.user_id == user_id, TotpDevice.verified.is_(True))
+    )
+    return int(count or 0)
+
+
+async def _revoke_user_sessions(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> int:
+    result = await session.execute(
+        update(UserSession)
+        .where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -1,0 +1,32 @@
+"""One migrated database and one running app per backend; tables wiped before each test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from nestauth.app import create_app
+from tests.support import Api, database_backends, fresh_database, make_settings
+
+
+@pytest.fixture(scope="session", params=database_backends())
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with fresh_database(request.param, tmp_path_factory.mktemp(request.param)) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def session_api(database_url: str) -> Iterator[Api]:
+    settings = make_settings(database_url)
+    app = create_app(settings)
+    with app.test_client() as client:
+        yield Api(app=app, client=client, base_settings=settings)
+
+
+@pytest.fixture
+def api(session_api: Api) -> Iterator[Api]:
+    session_api.reset()
+    session_api.client.cookies.clear()
+    yield session_api
+    session_api.client.cookies.clear()

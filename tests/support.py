@@ -1,0 +1,194 @@
+"""Test helpers: one app per database, factories that go through the service layer."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nestauth import migrations
+from nestauth.config import Settings
+from nestauth.models import AdminSession, Base, RecoveryCode, User, UserSession, utcnow
+from nestauth.services import admins, totp_devices, users
+
+T = TypeVar("T")
+ADMIN_SECRET = "bootstrap-secret-for-tests"
+PASSWORD = "correct horse battery"
+PG_URL_ENV = "NESTAUTH_TEST_DATABASE_URL"
+
+
+def database_backends() -> list[str]:
+    return ["sqlite", "postgresql"] if os.environ.get(PG_URL_ENV) else ["sqlite"]
+
+
+@contextmanager
+def fresh_database(backend: str, tmp_dir: Path) -> Iterator[str]:
+    """A migrated, empty database of its own: a file, or a PostgreSQL schema per run."""
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_dir / 'nestauth-test.db'}"
+        migrations.upgrade(url)
+        yield url
+        return
+    base = make_url(os.environ[PG_URL_ENV]).set(drivername="postgresql+psycopg")
+    schema = f"nestauth_test_{uuid.uuid4().hex[:12]}"
+    admin_engine = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin_engine.connect() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    url = base.update_query_dict({"options": f"-csearch_path={schema}"})
+    url_text = url.render_as_string(hide_password=False)
+    try:
+        migrations.upgrade(url_text)
+        yield url_text
+    finally:
+        with admin_engine.connect() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin_engine.dispose()
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    base = Settings(
+        database_url=database_url,
+        secret_key="test-server-key-" + "x" * 32,
+        admin_secret=ADMIN_SECRET,
+        cookie_secure=False,  # the test client speaks plain http
+        validate_responses=True,
+    )
+    return replace(base, **overrides)
+
+
+@dataclass
+class Api:
+    """The app under test with its client, and direct database access for arrange/assert."""
+
+    app: Any
+    client: Any
+    base_settings: Settings
+
+    @property
+    def runtime(self) -> Any:
+        return self.app.runtime
+
+    def configure(self, **overrides: Any) -> None:
+        self.runtime.settings = replace(self.base_settings, **overrides)
+
+    def reset(self) -> None:
+        self.runtime.settings = self.base_settings
+        self.run(self._wipe)
+
+    def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Runs a coroutine function on the app's own event loop (one engine, one loop)."""
+        return self.client.portal.call(fn, *args)
+
+    def db(self, fn: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        async def in_transaction() -> T:
+            async with self.runtime.sessions() as session, session.begin():
+                return await fn(session)
+
+        return self.run(in_transaction)
+
+    def scalar(self, statement: Any) -> Any:
+        async def query(session: AsyncSession) -> Any:
+            return await session.scalar(statement)
+
+        return self.db(query)
+
+    def count(self, model: Any, *where: Any) -> int:
+        return int(self.scalar(sa.select(sa.func.count()).select_from(model).where(*where)))
+
+    async def _wipe(self) -> None:
+        async with self.runtime.engine.begin() as conn:
+            for table in reversed(Base.metadata.sorted_tables):
+                await conn.execute(table.delete())
+
+    # --- factories -----------------------------------------------------------------------
+
+    def create_admin(self, role: str = "owner", email: str | None = None) -> str:
+        email = email or f"{role}-{uuid.uuid4().hex[:8]}@example.com"
+
+        async def create(session: AsyncSession) -> None:
+            await admins.create_admin(session, email=email, password=PASSWORD, role=role)
+
+        self.db(create)
+        return email
+
+    def login(self, email: str, password: str = PASSWORD) -> dict[str, Any]:
+        response = self.client.post(
+            "/auth/admin/login", json={"email": email, "password": password}
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def bearer(self, role: str = "admin") -> dict[str, str]:
+        token = self.login(self.create_admin(role))["token"]
+        return {"Authorization": f"Bearer {token}"}
+
+    def create_user(
+        self,
+        *,
+        verified_devices: int = 1,
+        unverified_devices: int = 0,
+        recovery_codes: int = 0,
+        sessions: int = 0,
+    ) -> UserFixture:
+        box = self.runtime.secret_box
+
+        async def create(session: AsyncSession) -> UserFixture:
+            user = await users.create_user(session, email=f"u-{uuid.uuid4().hex[:8]}@example.com")
+            user.is_mfa_enabled = verified_devices > 0
+            devices = []
+            for index in range(verified_devices + unverified_devices):
+                device, _secret = await totp_devices.add_device(
+                    session, box, user_id=user.id, device_name=f"phone {index}",
+                    verified=index < verified_devices,
+                )  # fmt: skip
+                devices.append(str(device.id))
+            for _ in range(recovery_codes):
+                session.add(RecoveryCode(user_id=user.id, code_hash="argon2-hash-placeholder"))
+            for _ in range(sessions):
+                session.add(
+                    UserSession(
+                        user_id=user.id,
+                        refresh_token_hash=uuid.uuid4().hex,
+                        expires_at=utcnow().replace(year=utcnow().year + 1),
+                    )
+                )
+            await session.flush()
+            return UserFixture(id=str(user.id), devices=devices)
+
+        return self.db(create)
+
+    def get_user(self, user_id: str) -> User:
+        return self.scalar(sa.select(User).where(User.id == uuid.UUID(user_id)))
+
+    def admin_session_of(self, token: str) -> AdminSession:
+        from nestauth.services.tokens import digest
+
+        return self.scalar(sa.select(AdminSession).where(AdminSession.token_hash == digest(token)))
+
+    def shift_admin_session(self, token: str, **moments: datetime) -> None:
+        """Moves a session's timestamps, instead of sleeping through its limits."""
+        from nestauth.services.tokens import digest
+
+        async def shift(session: AsyncSession) -> None:
+            await session.execute(
+                sa.update(AdminSession)
+                .where(AdminSession.token_hash == digest(token))
+                .values(**moments)
+            )
+
+        self.db(shift)
+
+
+@dataclass
+class UserFixture:
+    id: str
+    devices: list[str]
