@@ -43,12 +43,16 @@ def _parser() -> argparse.ArgumentParser:
     database = commands.add_parser("db", help="database schema").add_subparsers(required=True)
     database.add_parser("upgrade", help="apply migrations up to head").set_defaults(run=_upgrade)
 
-    admin = commands.add_parser("admin", help="console administrators").add_subparsers(required=True)
+    admin = commands.add_parser("admin", help="console administrators").add_subparsers(
+        required=True
+    )
     create = admin.add_parser("create", help="create an admin (password from a prompt or stdin)")
     create.add_argument("--email", required=True)
     create.add_argument("--role", choices=ADMIN_ROLES, default="owner")
     create.add_argument("--name")
-    create.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    create.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin"
+    )
     create.set_defaults(run=_create_admin)
     return parser
 

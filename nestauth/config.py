@@ -45,7 +45,9 @@ class Settings:
             admin_secret=env.text("NESTAUTH_ADMIN_SECRET", "") or None,
             cookie_secure=env.boolean("NESTAUTH_COOKIE_SECURE", True),
             mfa_required=env.boolean("NESTAUTH_MFA_REQUIRED", False),
-            admin_session_idle_seconds=env.positive_int("NESTAUTH_ADMIN_SESSION_IDLE_SECONDS", 1800),
+            admin_session_idle_seconds=env.positive_int(
+                "NESTAUTH_ADMIN_SESSION_IDLE_SECONDS", 1800
+            ),
             admin_session_absolute_seconds=env.positive_int(
                 "NESTAUTH_ADMIN_SESSION_ABSOLUTE_SECONDS", 43200
             ),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from nestauth.config import Settings
-from nestauth.models import utcnow
+from nestauth.models import Admin, utcnow
 from nestauth.services.audit import RequestMeta
 from nestauth.services.secrets import SecretBox
 
@@ -33,7 +33,8 @@ class Runtime:
 class RequestContext:
     runtime: Runtime
     session: AsyncSession
-    scope: dict[str, Any] = field(repr=False)
+    scope: MutableMapping[str, Any] = field(repr=False)
+    admin: Admin | None = None  # set by the security handler once the session is verified
 
     @property
     def settings(self) -> Settings:
@@ -58,7 +59,7 @@ class RequestContext:
         return routing.get("operation_id")
 
 
-def of_scope(scope: dict[str, Any]) -> RequestContext:
+def of_scope(scope: MutableMapping[str, Any]) -> RequestContext:
     return scope[SCOPE_KEY]
 
 

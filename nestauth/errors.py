@@ -15,7 +15,8 @@ from typing import Any
 
 from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
-from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError as PoolTimeoutError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
 
 log = logging.getLogger("nestauth.errors")
@@ -189,9 +190,7 @@ def handle_unexpected(request: ConnexionRequest, exc: Exception) -> ConnexionRes
         return _response(503, ServiceUnavailable.code, ServiceUnavailable.message)
     request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
     log.exception("unhandled error, request id %s", request_id)
-    return _response(
-        500, "INTERNAL_ERROR", f"Internal server error (request id {request_id})"
-    )
+    return _response(500, "INTERNAL_ERROR", f"Internal server error (request id {request_id})")
 
 
 def is_database_unavailable(exc: BaseException) -> bool:

@@ -14,7 +14,11 @@ log = logging.getLogger("nestauth.middleware")
 
 
 class BodySizeLimitMiddleware:
-    """Refuses bodies over the limit, declared or streamed, before anyone buffers them."""
+    """Refuses bodies over the limit, declared or streamed, before anyone buffers them.
+
+    A chunked body (no Content-Length) is read here, up to the limit, and handed on with
+    its length declared: Connexion treats a request without Content-Length as bodiless.
+    """
 
     def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
         self.app, self.max_bytes = app, max_bytes
@@ -23,10 +27,17 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await _send_envelope(send, 413, PayloadTooLarge.code, PayloadTooLarge.message)
             return
+        if declared is None and b"chunked" in headers.get(b"transfer-encoding", b"").lower():
+            await self._buffer_chunked(scope, receive, send)
+            return
+        await self.app(scope, self._limited(receive), send)
+
+    def _limited(self, receive: Receive) -> Receive:
         received = 0
 
         async def limited_receive() -> Message:
@@ -37,7 +48,31 @@ class BodySizeLimitMiddleware:
                 raise PayloadTooLarge()
             return message
 
-        await self.app(scope, limited_receive, send)
+        return limited_receive
+
+    async def _buffer_chunked(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body, more = b"", True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_bytes:
+                await _send_envelope(send, 413, PayloadTooLarge.code, PayloadTooLarge.message)
+                return
+        headers = [(k, v) for k, v in scope["headers"] if k != b"transfer-encoding"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app({**scope, "headers": headers}, replay, send)
 
 
 class TransactionMiddleware:

@@ -28,7 +28,9 @@ async def admin_from_bearer(token: str, request: ConnexionRequest) -> dict[str, 
     return await _admin_principal(token, request, via_cookie=False)
 
 
-async def _admin_principal(token: str, request: ConnexionRequest, *, via_cookie: bool) -> dict[str, Any]:
+async def _admin_principal(
+    token: str, request: ConnexionRequest, *, via_cookie: bool
+) -> dict[str, Any]:
     ctx = context.of_scope(request.scope)
     admin_session, admin = await admin_sessions.authenticate(
         ctx.session, ctx.settings, token=token, now=ctx.now()
@@ -36,6 +38,7 @@ async def _admin_principal(token: str, request: ConnexionRequest, *, via_cookie:
     if via_cookie and request.method in UNSAFE_METHODS:
         _check_csrf(request, admin_session, ctx.settings.csrf_allowed_origins)
     _check_role(admin, ctx.runtime.roles_by_operation.get(ctx.operation_id or ""))
+    ctx.admin = admin
     return {
         "sub": str(admin.id),
         "email": admin.email,

@@ -11,7 +11,9 @@ from tests.support import Api, database_backends, fresh_database, make_settings
 
 
 @pytest.fixture(scope="session", params=database_backends())
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     with fresh_database(request.param, tmp_path_factory.mktemp(request.param)) as url:
         yield url
 

@@ -104,9 +104,12 @@ class TestDeleteUserTotpDevice:
         )
         assert event.actor_type == "admin"
         assert event.actor_email == email
-        assert str(event.actor_id) == api.client.get(
-            "/auth/admin/me", headers={"Authorization": f"Bearer {token}"}
-        ).json()["admin"]["id"]
+        assert (
+            str(event.actor_id)
+            == api.client.get(
+                "/auth/admin/me", headers={"Authorization": f"Bearer {token}"}
+            ).json()["admin"]["id"]
+        )
         assert (str(event.user_id), str(event.target_id)) == (user.id, user.devices[0])
         assert event.target_type == "totp_device"
         assert event.user_agent == "audit-test/1.0"

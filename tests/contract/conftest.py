@@ -1,0 +1,137 @@
+"""Schemathesis against the app: in-process (ASGI) and a live `nestauth serve` process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+import sqlalchemy as sa
+from schemathesis.config import SchemathesisConfig
+
+from nestauth import db
+from nestauth.app import create_app
+from nestauth.models import Admin, AdminSession, utcnow
+from nestauth.services import tokens
+from nestauth.services.passwords import _hasher
+from tests.support import ADMIN_SECRET, make_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+CONTRACT_ADMIN = "contract-owner@example.com"
+CASES: dict[str, int] = {}
+
+
+def contract_config() -> SchemathesisConfig:
+    return SchemathesisConfig.from_str((ROOT / "schemathesis.toml").read_text(), base_dir=str(ROOT))
+
+
+def session_issuer(database_url: str) -> Callable[[], str]:
+    """Issues owner sessions straight into the database: one per case, so that a fuzzed
+    logout cannot revoke the credentials of the cases after it."""
+    engine = sa.create_engine(db.sync_url(database_url))
+
+    def issue() -> str:
+        token, now = tokens.new_token(), utcnow()
+        with engine.begin() as conn:
+            admin_id = conn.scalar(sa.select(Admin.id).where(Admin.email == CONTRACT_ADMIN))
+            if admin_id is None:
+                admin_id = uuid.uuid4()
+                conn.execute(sa.insert(Admin).values(
+                    id=admin_id, email=CONTRACT_ADMIN, role="owner", name=None,
+                    password_hash=_hasher().hash(uuid.uuid4().hex), created_at=now, updated_at=now,
+                ))  # fmt: skip
+            conn.execute(sa.insert(AdminSession).values(
+                id=uuid.uuid4(), admin_id=admin_id, token_hash=tokens.digest(token),
+                csrf_token_hash=tokens.digest(tokens.new_token()), created_at=now,
+                last_seen_at=now, expires_at=now.replace(year=now.year + 1),
+            ))  # fmt: skip
+        return token
+
+    return issue
+
+
+def with_admin_auth(schema: Any, issue: Callable[[], str]) -> Any:
+    class AdminBearer:
+        def get(self, case: Any, ctx: Any) -> str:
+            return issue()
+
+        def set(self, case: Any, data: str, ctx: Any) -> None:
+            case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
+
+    schema.auth(refresh_interval=None)(AdminBearer)
+    return schema
+
+
+@pytest.fixture(scope="session")
+def asgi_schema(database_url: str) -> Any:
+    # An app of its own: schemathesis runs its lifespan on its own event loop.
+    app = create_app(make_settings(database_url))
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=contract_config())
+    return with_admin_auth(schema, session_issuer(database_url))
+
+
+@pytest.fixture(scope="session")
+def live_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "NESTAUTH_DATABASE_URL": database_url,
+        "NESTAUTH_SECRET_KEY": make_settings(database_url).secret_key,
+        "NESTAUTH_ADMIN_SECRET": ADMIN_SECRET,
+        "NESTAUTH_COOKIE_SECURE": "false",
+        "NESTAUTH_VALIDATE_RESPONSES": "true",
+        "NESTAUTH_VAR_DIR": str(tmp_path_factory.mktemp("live-var")),
+    }
+    log = (tmp_path_factory.mktemp("live-log") / "server.log").open("w")
+    command = [sys.executable, "-m", "nestauth.cli", "serve", "--port", str(port)]
+    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_healthy(base_url, server)
+        yield base_url
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def live_schema(live_server: str, database_url: str) -> Any:
+    schema = schemathesis.openapi.from_url(f"{live_server}/openapi.json", config=contract_config())
+    return with_admin_auth(schema, session_issuer(database_url))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if CASES:
+        terminalreporter.write_line(f"schemathesis cases: {CASES} (total {sum(CASES.values())})")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_until_healthy(
+    base_url: str, server: subprocess.Popen[bytes], timeout: float = 30
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"nestauth serve exited with {server.returncode}")
+        try:
+            if httpx.get(f"{base_url}/auth/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("nestauth serve did not become healthy")
