@@ -15,7 +15,7 @@ from connexion.options import SwaggerUIOptions
 from nestauth import db, openapi31
 from nestauth.config import Settings
 from nestauth.context import Runtime
-from nestauth.errors import register_error_handlers
+from nestauth.errors import KnownRoutes, register_error_handlers
 from nestauth.middleware import BodySizeLimitMiddleware, TransactionMiddleware
 from nestauth.services.secrets import SecretBox
 from nestauth.validation import register_formats, validator_map
@@ -38,6 +38,10 @@ def roles_by_operation(spec: dict[str, Any]) -> dict[str, str]:
         for method, operation in path_item.items()
         if method in HTTP_METHODS and "x-nestauth-min-role" in operation
     }
+
+
+def _methods_by_path(spec: dict[str, Any]) -> dict[str, set[str]]:
+    return {path: set(item) & set(HTTP_METHODS) for path, item in spec["paths"].items()}
 
 
 def _resolved_operation_id(operation: dict[str, Any]) -> str:
@@ -72,7 +76,7 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
     app.add_middleware(
         TransactionMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, runtime=runtime
     )
-    register_error_handlers(app)
+    register_error_handlers(app, KnownRoutes(_methods_by_path(spec)))
     app.runtime = runtime  # type: ignore[attr-defined]  # for the CLI and tests
     return app
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import json
 import sys
 import warnings
 from collections.abc import Sequence
@@ -16,8 +17,9 @@ from nestauth import db, migrations  # noqa: E402
 from nestauth.config import ConfigError, Settings  # noqa: E402
 from nestauth.errors import ApiError  # noqa: E402
 from nestauth.models import ADMIN_ROLES  # noqa: E402
-from nestauth.services import admins  # noqa: E402
+from nestauth.services import admins, totp_devices, users  # noqa: E402
 from nestauth.services.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH  # noqa: E402
+from nestauth.services.secrets import SecretBox  # noqa: E402
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,6 +56,14 @@ def _parser() -> argparse.ArgumentParser:
         "--password-stdin", action="store_true", help="read the password from stdin"
     )
     create.set_defaults(run=_create_admin)
+
+    user = commands.add_parser("user", help="end users").add_subparsers(required=True)
+    new_user = user.add_parser(
+        "create", help="create a user with enrolled TOTP devices (secrets are not shown)"
+    )
+    new_user.add_argument("--email", required=True)
+    new_user.add_argument("--devices", type=int, default=1, help="verified TOTP devices to add")
+    new_user.set_defaults(run=_create_user)
     return parser
 
 
@@ -114,6 +124,37 @@ async def _insert_admin(settings: Settings, args: argparse.Namespace, password: 
                 session, email=args.email, password=password, role=args.role, name=args.name
             )
             return str(admin.id)
+    finally:
+        await engine.dispose()
+
+
+def _create_user(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        created = asyncio.run(_insert_user(settings, args.email, max(0, args.devices)))
+    except ApiError as exc:
+        print(f"nestauth: {exc.message} ({exc.code})", file=sys.stderr)
+        return 1
+    print(json.dumps(created, indent=2))
+    return 0
+
+
+async def _insert_user(settings: Settings, email: str, devices: int) -> dict[str, object]:
+    engine = db.create_engine(settings.database_url)
+    box = SecretBox(settings.secret_key)
+    try:
+        async with db.session_factory(engine)() as session, session.begin():
+            user = await users.create_user(session, email=email)
+            user.is_mfa_enabled = devices > 0
+            added = [
+                (await totp_devices.add_device(
+                    session, box, user_id=user.id, device_name=f"Device {n}", verified=True
+                ))[0]
+                for n in range(1, devices + 1)
+            ]  # fmt: skip
+            return {
+                "userId": str(user.id),
+                "devices": [{"id": str(d.id), "deviceName": d.device_name} for d in added],
+            }
     finally:
         await engine.dispose()
 

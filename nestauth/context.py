@@ -43,14 +43,20 @@ class RequestContext:
     def now(self) -> datetime:
         return self.runtime.clock()
 
+    def header(self, name: str) -> str | None:
+        wanted = name.lower().encode("latin-1")
+        for key, value in self.scope.get("headers") or []:
+            if key == wanted:
+                return str(value.decode("latin-1"))
+        return None
+
     @property
     def meta(self) -> RequestMeta:
         client = self.scope.get("client")
-        headers = dict(self.scope.get("headers") or [])
-        agent = headers.get(b"user-agent")
+        agent = self.header("user-agent")
         return RequestMeta(
             ip=client[0] if client else None,
-            user_agent=agent.decode("latin-1")[:512] if agent else None,
+            user_agent=agent[:512] if agent else None,
         )
 
     @property

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from http import HTTPStatus
 from typing import Any
@@ -177,11 +178,38 @@ def handle_problem(_request: ConnexionRequest, exc: ProblemException) -> Connexi
     return _response(status, FRAMEWORK_CODES[status], message, headers=exc.headers)
 
 
-def handle_http_exception(_request: ConnexionRequest, exc: HTTPException) -> ConnexionResponse:
-    status = exc.status_code if exc.status_code in FRAMEWORK_CODES else 400
-    headers = dict(exc.headers or {})  # keeps Allow on 405
-    message = _first_line(exc.detail) or HTTPStatus(status).phrase
-    return _response(status, FRAMEWORK_CODES[status], message, headers=headers)
+class KnownRoutes:
+    """The spec's path templates, matched against the raw (still percent-encoded) path.
+
+    Connexion's router cannot match a path whose parameter holds an encoded newline or
+    slash, and answers 404; but such a request names a real operation with a malformed
+    parameter, which is a 400.
+    """
+
+    def __init__(self, templates: dict[str, set[str]]) -> None:
+        self._routes = [
+            (re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(t)) + "$", re.S), m)
+            for t, m in templates.items()
+        ]
+
+    def matches(self, method: str, raw_path: str) -> bool:
+        return any(
+            method.lower() in methods and pattern.match(raw_path)
+            for pattern, methods in self._routes
+        )
+
+
+def http_exception_handler(known_routes: KnownRoutes) -> Any:
+    def handle_http_exception(request: ConnexionRequest, exc: HTTPException) -> ConnexionResponse:
+        status = exc.status_code if exc.status_code in FRAMEWORK_CODES else 400
+        headers = dict(exc.headers or {})  # keeps Allow on 405
+        message = _first_line(exc.detail) or HTTPStatus(status).phrase
+        raw_path = request.scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0]
+        if status == 404 and known_routes.matches(request.method, raw_path):
+            return _response(400, "VALIDATION_FAILED", "Invalid path parameter")
+        return _response(status, FRAMEWORK_CODES[status], message, headers=headers)
+
+    return handle_http_exception
 
 
 def handle_unexpected(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
@@ -200,9 +228,9 @@ def is_database_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
-def register_error_handlers(app: Any) -> None:
+def register_error_handlers(app: Any, known_routes: KnownRoutes) -> None:
     # Connexion pre-registers its own ProblemException handler: ours must name it explicitly.
     app.add_error_handler(ApiError, handle_api_error)
     app.add_error_handler(ProblemException, handle_problem)
-    app.add_error_handler(HTTPException, handle_http_exception)
+    app.add_error_handler(HTTPException, http_exception_handler(known_routes))
     app.add_error_handler(Exception, handle_unexpected)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -11,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -192,3 +197,44 @@ class Api:
 class UserFixture:
     id: str
     devices: list[str]
+
+
+@contextmanager
+def live_nestauth(workdir: Path, env: dict[str, str]) -> Iterator[str]:
+    """A real `nestauth serve` process in `workdir`; yields its base URL once healthy."""
+    port = _free_port()
+    full_env = {**os.environ, "NESTAUTH_VAR_DIR": str(workdir / "var"), **env}
+    command = [sys.executable, "-m", "nestauth.cli", "serve", "--port", str(port)]
+    with (workdir / "server.log").open("w") as log:
+        server = subprocess.Popen(
+            command, cwd=workdir, env=full_env, stdout=log, stderr=subprocess.STDOUT
+        )
+        base_url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_until_healthy(base_url, server)
+            yield base_url
+        finally:
+            server.terminate()
+            server.wait(timeout=15)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_until_healthy(
+    base_url: str, server: subprocess.Popen[bytes], timeout: float = 30
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"nestauth serve exited with {server.returncode}")
+        try:
+            if httpx.get(f"{base_url}/auth/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("nestauth serve did not become healthy")

@@ -14,16 +14,15 @@ from nestauth.services import admin_sessions, admins
 SESSION_COOKIE = "nest_auth_admin"
 CSRF_COOKIE = "nest_auth_csrf"
 COOKIE_PATH = "/auth/admin"
+SECRET_HEADER = "x-nest-auth-admin-secret"  # noqa: S105 (a header name)
 
 
-async def bootstrap_admin(
-    *, body: dict[str, Any], x_nest_auth_admin_secret: str | None = None
-) -> tuple[dict[str, Any], int]:
-    ctx = context.current()
+async def bootstrap_admin(*, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    ctx = context.current()  # Connexion validates header parameters but never passes them
     admin = await admins.bootstrap_first_admin(
         ctx.session,
         configured_secret=ctx.settings.admin_secret,
-        given_secret=body.get("secretKey") or x_nest_auth_admin_secret,
+        given_secret=body.get("secretKey") or ctx.header(SECRET_HEADER),
         email=body["email"],
         password=body["password"],
         name=body.get("name"),

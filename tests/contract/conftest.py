@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import schemathesis
 import sqlalchemy as sa
@@ -23,7 +17,7 @@ from nestauth.app import create_app
 from nestauth.models import Admin, AdminSession, utcnow
 from nestauth.services import tokens
 from nestauth.services.passwords import _hasher
-from tests.support import ADMIN_SECRET, make_settings
+from tests.support import ADMIN_SECRET, live_nestauth, make_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACT_ADMIN = "contract-owner@example.com"
@@ -81,27 +75,15 @@ def asgi_schema(database_url: str) -> Any:
 
 @pytest.fixture(scope="session")
 def live_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
     env = {
-        **os.environ,
         "NESTAUTH_DATABASE_URL": database_url,
         "NESTAUTH_SECRET_KEY": make_settings(database_url).secret_key,
         "NESTAUTH_ADMIN_SECRET": ADMIN_SECRET,
         "NESTAUTH_COOKIE_SECURE": "false",
         "NESTAUTH_VALIDATE_RESPONSES": "true",
-        "NESTAUTH_VAR_DIR": str(tmp_path_factory.mktemp("live-var")),
     }
-    log = (tmp_path_factory.mktemp("live-log") / "server.log").open("w")
-    command = [sys.executable, "-m", "nestauth.cli", "serve", "--port", str(port)]
-    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_healthy(base_url, server)
+    with live_nestauth(tmp_path_factory.mktemp("live"), env) as base_url:
         yield base_url
-    finally:
-        server.terminate()
-        server.wait(timeout=15)
-        log.close()
 
 
 @pytest.fixture(scope="session")
@@ -113,25 +95,3 @@ def live_schema(live_server: str, database_url: str) -> Any:
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if CASES:
         terminalreporter.write_line(f"schemathesis cases: {CASES} (total {sum(CASES.values())})")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_until_healthy(
-    base_url: str, server: subprocess.Popen[bytes], timeout: float = 30
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"nestauth serve exited with {server.returncode}")
-        try:
-            if httpx.get(f"{base_url}/auth/health", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("nestauth serve did not become healthy")
