@@ -238,3 +238,20 @@ def _wait_until_healthy(
             pass
         time.sleep(0.1)
     raise RuntimeError("nestauth serve did not become healthy")
+
+
+def assert_error(response: Any, status: int, code: str) -> None:
+    """The error envelope: all four fields present, the status and the stable code."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) >= {"statusCode", "error", "message", "code"}
+    assert body["statusCode"] == status
+    assert body["code"] == code
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

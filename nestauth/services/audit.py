@@ -27,29 +27,11 @@ class AdminActor:
 
 
 async def record_admin_action(
-    session: AsyncSession,
-    *,
-    actor: AdminActor,
-    meta: RequestMeta,
-    action: str,
-    now: datetime,
-    target_type: str | None = None,
-    target_id: uuid.UUID | None = None,
-    user_id: uuid.UUID | None = None,
-    details: dict[str, Any] | None = None,
+    session: AsyncSession, *, actor: AdminActor, **event: Any
 ) -> AuditEvent:
+    """An event whose actor is a signed-in admin; `event` as for record_event."""
     return await record_event(
-        session,
-        action=action,
-        actor_type="admin",
-        actor_id=actor.admin_id,
-        actor_email=actor.email,
-        meta=meta,
-        now=now,
-        target_type=target_type,
-        target_id=target_id,
-        user_id=user_id,
-        details=details,
+        session, actor_type="admin", actor_id=actor.admin_id, actor_email=actor.email, **event
     )
 
 

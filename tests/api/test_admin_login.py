@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import sqlalchemy as sa
 
 from nestauth.models import AdminSession, RateLimitBucket, utcnow
-from tests.support import PASSWORD, Api
+from tests.support import PASSWORD, Api, assert_error, parse_time
 
 URL = "/auth/admin/login"
 
 
 def login(api: Api, email: str, password: str = PASSWORD, **extra):
     return api.client.post(URL, json={"email": email, "password": password, **extra})
-
-
-def assert_error(response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) >= {"statusCode", "error", "message", "code"}
-    assert body["statusCode"] == status
-    assert body["code"] == code
 
 
 def set_cookies(response) -> dict[str, tuple[str, list[str]]]:
@@ -32,10 +24,6 @@ def set_cookies(response) -> dict[str, tuple[str, list[str]]]:
         name, value = pair.strip().split("=", 1)
         cookies[name] = (value, [part.strip().lower() for part in attributes])
     return cookies
-
-
-def parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def fail(api: Api, email: str, times: int) -> None:

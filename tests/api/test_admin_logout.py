@@ -6,23 +6,11 @@ from datetime import timedelta
 from email.utils import parsedate_to_datetime
 
 from nestauth.models import AdminSession, utcnow
-from tests.support import Api
+from tests.support import Api, assert_error, bearer
 
 URL = "/auth/admin/logout"
 ME = "/auth/admin/me"
 COOKIES = ("nest_auth_admin", "nest_auth_csrf")
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def assert_error(response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) >= {"statusCode", "error", "message", "code"}
-    assert body["statusCode"] == status
-    assert body["code"] == code
 
 
 def is_cleared(set_cookie: str) -> bool:

@@ -2,34 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import sqlalchemy as sa
 
 from nestauth.models import Admin, AdminSession, utcnow
-from tests.support import Api
+from tests.support import Api, assert_error, bearer, parse_time
 
 URL = "/auth/admin/me"
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 def me(api: Api, token: str):
     return api.client.get(URL, headers=bearer(token))
-
-
-def assert_error(response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) >= {"statusCode", "error", "message", "code"}
-    assert body["statusCode"] == status
-    assert body["code"] == code
-
-
-def parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def admin_row(api: Api, email: str) -> Admin:

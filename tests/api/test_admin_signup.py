@@ -9,7 +9,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from nestauth.models import Admin, AuditEvent
-from tests.support import ADMIN_SECRET, PASSWORD, Api
+from tests.support import ADMIN_SECRET, PASSWORD, Api, assert_error
 
 URL = "/auth/admin/signup"
 SECRET_HEADER = "x-nest-auth-admin-secret"
@@ -19,14 +19,6 @@ def signup(api: Api, body: dict | None = None, headers: dict[str, str] | None = 
     payload = {"email": "first@example.com", "password": PASSWORD, "secretKey": ADMIN_SECRET}
     payload.update(fields)
     return api.client.post(URL, json=body if body is not None else payload, headers=headers)
-
-
-def assert_error(response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) >= {"statusCode", "error", "message", "code"}
-    assert body["statusCode"] == status
-    assert body["code"] == code
 
 
 def admin_row(api: Api, admin_id: str) -> Admin:

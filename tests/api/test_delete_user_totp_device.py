@@ -8,21 +8,13 @@ from concurrent.futures import ThreadPoolExecutor
 import sqlalchemy as sa
 
 from nestauth.models import AuditEvent, RecoveryCode, TotpDevice, UserSession
-from tests.support import Api
+from tests.support import Api, assert_error
 
 URL = "/auth/admin/api/users/{}/totp-devices/{}"
 
 
 def delete(api: Api, user_id: str, device_id: str, headers: dict[str, str], query: str = ""):
     return api.client.delete(URL.format(user_id, device_id) + query, headers=headers)
-
-
-def assert_error(response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) >= {"statusCode", "error", "message", "code"}
-    assert body["statusCode"] == status
-    assert body["code"] == code
 
 
 def device_exists(api: Api, device_id: str) -> bool:
