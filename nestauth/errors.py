@@ -95,6 +95,20 @@ class TotpDeviceNotFound(ApiError):
     status_code, code, message = 404, "TOTP_DEVICE_NOT_FOUND", "TOTP device not found"
 
 
+class SessionNotFound(ApiError):
+    status_code, code, message = 404, "SESSION_NOT_FOUND", "Session not found"
+
+
+class AdminNotFound(ApiError):
+    status_code, code, message = 404, "ADMIN_NOT_FOUND", "Admin not found"
+
+
+class LastOwner(ApiError):
+    status_code = 409
+    code = "LAST_OWNER"
+    message = "The last owner can be neither removed nor demoted"
+
+
 class EmailAlreadyExists(ApiError):
     status_code, code, message = 409, "EMAIL_ALREADY_EXISTS", "Email is already registered"
 
@@ -193,10 +207,13 @@ class KnownRoutes:
         ]
 
     def matches(self, method: str, raw_path: str) -> bool:
-        return any(
-            method.lower() in methods and pattern.match(raw_path)
-            for pattern, methods in self._routes
-        )
+        return method.lower() in self.allowed_methods(raw_path)
+
+    def allowed_methods(self, raw_path: str) -> set[str]:
+        for pattern, methods in self._routes:
+            if pattern.match(raw_path):
+                return methods | ({"head"} if "get" in methods else set())
+        return set()
 
 
 def http_exception_handler(known_routes: KnownRoutes) -> Any:
@@ -207,6 +224,10 @@ def http_exception_handler(known_routes: KnownRoutes) -> Any:
         raw_path = request.scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0]
         if status == 404 and known_routes.matches(request.method, raw_path):
             return _response(400, "VALIDATION_FAILED", "Invalid path parameter")
+        if status == 405 and known_routes.allowed_methods(raw_path):
+            # Connexion routes each operation apart, so its Allow names one operation only.
+            allowed = known_routes.allowed_methods(raw_path)
+            headers["Allow"] = ", ".join(sorted(m.upper() for m in allowed))
         return _response(status, FRAMEWORK_CODES[status], message, headers=headers)
 
     return handle_http_exception

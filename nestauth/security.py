@@ -11,9 +11,10 @@ from typing import Any
 from connexion.lifecycle import ConnexionRequest
 
 from nestauth import context
-from nestauth.errors import CsrfOriginRejected, CsrfTokenInvalid, MissingPermissions
+from nestauth.errors import ApiError, CsrfOriginRejected, CsrfTokenInvalid, MissingPermissions
 from nestauth.models import Admin, AdminSession
 from nestauth.services import admin_sessions
+from nestauth.services.audit import AdminActor, record_admin_action
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 ROLE_RANK = {"viewer": 0, "admin": 1, "owner": 2}
@@ -35,9 +36,13 @@ async def _admin_principal(
     admin_session, admin = await admin_sessions.authenticate(
         ctx.session, ctx.settings, token=token, now=ctx.now()
     )
-    if via_cookie and request.method in UNSAFE_METHODS:
-        _check_csrf(request, admin_session, ctx.settings.csrf_allowed_origins)
-    _check_role(admin, ctx.runtime.roles_by_operation.get(ctx.operation_id or ""))
+    try:
+        if via_cookie and request.method in UNSAFE_METHODS:
+            _check_csrf(request, admin_session, ctx.settings.csrf_allowed_origins)
+        _check_role(admin, ctx.runtime.roles_by_operation.get(ctx.operation_id or ""))
+    except ApiError as denied:
+        await _audit_denial(ctx, admin, admin_session, denied, request.method)
+        raise
     ctx.admin = admin
     return {
         "sub": str(admin.id),
@@ -45,6 +50,22 @@ async def _admin_principal(
         "role": admin.role,
         "session_id": str(admin_session.id),
     }
+
+
+async def _audit_denial(
+    ctx: context.RequestContext,
+    admin: Admin,
+    admin_session: AdminSession,
+    denied: ApiError,
+    method: str,
+) -> None:
+    """A refused action is recorded although the request fails, so it is committed here."""
+    actor = AdminActor(admin.id, admin.email, admin.role, admin_session.id)
+    await record_admin_action(
+        ctx.session, actor=actor, meta=ctx.meta, now=ctx.now(), action="admin.access_denied",
+        details={"reason": denied.code, "operation": ctx.operation_id, "method": method},
+    )  # fmt: skip
+    await ctx.session.commit()
 
 
 def _check_csrf(

@@ -1,4 +1,4 @@
-"""Admin · Users: the admin's view and management of end users."""
+"""Admin · Users: finding users, changing them, removing their devices."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import uuid
 from typing import Any
 
 from nestauth import context
-from nestauth.services import totp_devices
+from nestauth.handlers.views import device_view, page_view, session_view, user_view
+from nestauth.services import totp_devices, users
 from nestauth.services.audit import AdminActor
 
 
@@ -17,6 +18,63 @@ def actor_from(token_info: dict[str, Any]) -> AdminActor:
         role=token_info["role"],
         session_id=uuid.UUID(token_info["session_id"]),
     )
+
+
+async def list_users(
+    *, page: int = 1, limit: int = 20, search: str | None = None, status: str | None = None
+) -> dict[str, Any]:
+    ctx = context.current()
+    found = await users.list_users(
+        ctx.session, page=page, limit=limit, search=search, status=status
+    )
+    return page_view(found, user_view)
+
+
+async def create_user(*, body: dict[str, Any], token_info: dict[str, Any]) -> tuple[dict, int]:
+    ctx = context.current()
+    user = await users.add_user(
+        ctx.session, body, actor=actor_from(token_info), meta=ctx.meta, now=ctx.now()
+    )
+    return {"user": user_view(user)}, 201
+
+
+async def get_user(*, id_: str) -> dict[str, Any]:
+    ctx = context.current()
+    detail = await users.get_user_detail(ctx.session, uuid.UUID(id_), ctx.now())
+    return {
+        "user": user_view(detail.user),
+        "mfa": {
+            "isEnabled": detail.user.is_mfa_enabled,
+            "totpDevices": [device_view(d) for d in detail.devices],
+            "hasRecoveryCodes": detail.has_recovery_codes,
+        },
+        "sessions": [session_view(s) for s in detail.sessions],
+    }
+
+
+async def update_user(
+    *, id_: str, body: dict[str, Any], token_info: dict[str, Any]
+) -> dict[str, Any]:
+    ctx = context.current()
+    user = await users.update_user(
+        ctx.session, uuid.UUID(id_), body,
+        actor=actor_from(token_info), meta=ctx.meta, now=ctx.now(),
+    )  # fmt: skip
+    return {"user": user_view(user)}
+
+
+async def delete_user(*, id_: str, token_info: dict[str, Any]) -> dict[str, Any]:
+    ctx = context.current()
+    await users.delete_user(
+        ctx.session, uuid.UUID(id_), actor=actor_from(token_info), meta=ctx.meta, now=ctx.now()
+    )
+    return {"message": "User deleted successfully", "userId": id_}
+
+
+async def list_user_totp_devices(*, id_: str) -> dict[str, Any]:
+    ctx = context.current()
+    user = await users.get_user(ctx.session, uuid.UUID(id_))
+    return {"data": [device_view(d) for d in await users.list_devices(ctx.session, user.id)]}
 
 
 async def delete_user_totp_device(

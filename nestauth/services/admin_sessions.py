@@ -12,7 +12,7 @@ from nestauth.config import Settings
 from nestauth.errors import InvalidCredentials, SessionExpired, SessionInvalid
 from nestauth.models import Admin, AdminSession
 from nestauth.services import passwords, ratelimit, tokens
-from nestauth.services.audit import RequestMeta
+from nestauth.services.audit import RequestMeta, record_event
 from nestauth.services.emails import normalize_email
 
 # Writing last_seen_at on every request would turn each read into a write; a minute of
@@ -52,6 +52,11 @@ async def log_in(
     admin = await session.scalar(select(Admin).where(Admin.email == normalized))
     if not await passwords.verify_password(admin.password_hash if admin else None, password):
         await ratelimit.record_failure(session, limit, normalized, now)
+        await record_event(
+            session, action="admin.login_failed", actor_type="anonymous", actor_id=None,
+            actor_email=normalized, meta=meta, now=now, target_type="admin",
+            target_id=admin.id if admin else None,
+        )  # fmt: skip
         # The failure must count although the request fails: commit before raising.
         await session.commit()
         raise InvalidCredentials()

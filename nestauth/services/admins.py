@@ -1,18 +1,27 @@
-"""Admin accounts: creation by the CLI and the one-time bootstrap signup."""
+"""Admin accounts: the one-time bootstrap signup, the CLI, and owners managing admins."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from nestauth.errors import AdminBootstrapClosed, AdminSecretInvalid, EmailAlreadyExists
-from nestauth.models import Admin
+from nestauth.errors import (
+    AdminBootstrapClosed,
+    AdminNotFound,
+    AdminSecretInvalid,
+    EmailAlreadyExists,
+    LastOwner,
+)
+from nestauth.models import Admin, AdminSession
 from nestauth.services import passwords
-from nestauth.services.audit import RequestMeta, record_event
+from nestauth.services.audit import AdminActor, RequestMeta, record_admin_action, record_event
 from nestauth.services.emails import normalize_email
+from nestauth.services.pagination import Page, paginate
 from nestauth.services.tokens import same_secret
 
 # Arbitrary constant naming the bootstrap lock among PostgreSQL advisory locks.
@@ -76,3 +85,102 @@ async def _serialize_bootstrap(session: AsyncSession) -> None:
     """Two concurrent signups must not both see an empty table (SQLite: BEGIN IMMEDIATE)."""
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": BOOTSTRAP_LOCK_ID})
+
+
+async def list_admins(session: AsyncSession, *, page: int, limit: int) -> Page[Admin]:
+    return await paginate(session, select(Admin).order_by(Admin.created_at, Admin.id), page, limit)
+
+
+async def add_admin(
+    session: AsyncSession,
+    *,
+    email: str,
+    password: str,
+    role: str,
+    name: str | None,
+    actor: AdminActor,
+    meta: RequestMeta,
+    now: datetime,
+) -> Admin:
+    admin = await create_admin(session, email=email, password=password, role=role, name=name)
+    await record_admin_action(
+        session, actor=actor, meta=meta, now=now, action="admin.created",
+        target_type="admin", target_id=admin.id, details={"role": role},
+    )  # fmt: skip
+    return admin
+
+
+async def update_admin(
+    session: AsyncSession,
+    admin_id: uuid.UUID,
+    changes: dict[str, Any],
+    *,
+    actor: AdminActor,
+    meta: RequestMeta,
+    now: datetime,
+) -> Admin:
+    """A demotion or a new password ends the admin's sessions at once (ASVS 3.3.3)."""
+    admin = await _get_admin(session, admin_id)
+    changed = []
+    if "role" in changes and changes["role"] != admin.role:
+        if admin.role == "owner":
+            await _ensure_another_owner(session, admin.id)
+        admin.role = changes["role"]
+        changed.append("role")
+    if "name" in changes and changes["name"] != admin.name:
+        admin.name = changes["name"]
+        changed.append("name")
+    if "password" in changes:
+        admin.password_hash = await passwords.hash_password(changes["password"])
+        changed.append("password")
+    revoked = await _revoke_sessions(session, admin.id, now) if set(changed) - {"name"} else 0
+    await record_admin_action(
+        session, actor=actor, meta=meta, now=now, action="admin.updated",
+        target_type="admin", target_id=admin.id,
+        details={"changedFields": changed, "sessionsRevoked": revoked},
+    )  # fmt: skip
+    return admin
+
+
+async def delete_admin(
+    session: AsyncSession,
+    admin_id: uuid.UUID,
+    *,
+    actor: AdminActor,
+    meta: RequestMeta,
+    now: datetime,
+) -> None:
+    """Sessions go with the admin (ON DELETE CASCADE), so its tokens fail at once."""
+    admin = await _get_admin(session, admin_id)
+    if admin.role == "owner":
+        await _ensure_another_owner(session, admin.id)
+    await session.execute(delete(Admin).where(Admin.id == admin_id))
+    await record_admin_action(
+        session, actor=actor, meta=meta, now=now, action="admin.deleted",
+        target_type="admin", target_id=admin_id, details={"email": admin.email, "role": admin.role},
+    )  # fmt: skip
+
+
+async def _get_admin(session: AsyncSession, admin_id: uuid.UUID) -> Admin:
+    admin = await session.scalar(select(Admin).where(Admin.id == admin_id).with_for_update())
+    if admin is None:
+        raise AdminNotFound()
+    return admin
+
+
+async def _ensure_another_owner(session: AsyncSession, owner_id: uuid.UUID) -> None:
+    """Locks every owner row, so two owners removing each other cannot leave none."""
+    owners = (
+        await session.scalars(select(Admin.id).where(Admin.role == "owner").with_for_update())
+    ).all()
+    if not set(owners) - {owner_id}:
+        raise LastOwner()
+
+
+async def _revoke_sessions(session: AsyncSession, admin_id: uuid.UUID, now: datetime) -> int:
+    result = await session.execute(
+        update(AdminSession)
+        .where(AdminSession.admin_id == admin_id, AdminSession.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

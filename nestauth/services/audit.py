@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestauth.models import AuditEvent
+from nestauth.services.pagination import Page, paginate
 
 
 @dataclass(frozen=True)
@@ -65,3 +67,23 @@ async def record_event(
     session.add(event)
     await session.flush()
     return event
+
+
+async def list_events(
+    session: AsyncSession,
+    *,
+    page: int,
+    limit: int,
+    user_id: uuid.UUID | None = None,
+    actor_id: uuid.UUID | None = None,
+    action: str | None = None,
+) -> Page[AuditEvent]:
+    """Newest first. There is deliberately no way to change or delete an event."""
+    query = select(AuditEvent).order_by(AuditEvent.occurred_at.desc(), AuditEvent.id)
+    if user_id is not None:
+        query = query.where(AuditEvent.user_id == user_id)
+    if actor_id is not None:
+        query = query.where(AuditEvent.actor_id == actor_id)
+    if action is not None:
+        query = query.where(AuditEvent.action == action)
+    return await paginate(session, query, page, limit)

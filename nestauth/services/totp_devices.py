@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import pyotp
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from nestauth.errors import TotpDeviceNotFound, UserNotFound
-from nestauth.models import RecoveryCode, TotpDevice, User, UserSession
+from nestauth.errors import TotpDeviceNotFound
+from nestauth.models import RecoveryCode, TotpDevice
+from nestauth.services import user_sessions, users
 from nestauth.services.audit import AdminActor, RequestMeta, record_admin_action
 from nestauth.services.secrets import SecretBox
 
@@ -72,9 +73,7 @@ async def remove_user_device(
     """Removes one device, applies the last-device rule, revokes sessions, audits; one txn."""
     # Locking the user serialises concurrent removals of this user's devices, so the
     # "no verified device left" decision below is never made on a stale count.
-    user = await session.scalar(select(User).where(User.id == user_id).with_for_update())
-    if user is None:
-        raise UserNotFound()
+    user = await users.get_user(session, user_id, lock=True)
     removed = (
         await session.execute(
             delete(TotpDevice)
@@ -89,7 +88,7 @@ async def remove_user_device(
     if mfa_disabled:
         user.is_mfa_enabled = False
         await session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
-    revoked = await _revoke_user_sessions(session, user_id, now) if revoke_sessions else 0
+    revoked = await user_sessions.revoke_all(session, user_id, now) if revoke_sessions else 0
     await record_admin_action(
         session,
         actor=actor,
@@ -117,12 +116,3 @@ async def _count_verified_devices(session: AsyncSession, user_id: uuid.UUID) -> 
         .where(TotpDevice.user_id == user_id, TotpDevice.verified.is_(True))
     )
     return int(count or 0)
-
-
-async def _revoke_user_sessions(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> int:
-    result = await session.execute(
-        update(UserSession)
-        .where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
-        .values(revoked_at=now)
-    )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]

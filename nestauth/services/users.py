@@ -1,16 +1,46 @@
-"""End-user accounts."""
+"""End-user accounts as admins see and manage them."""
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy import delete, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from nestauth.errors import EmailAlreadyExists
-from nestauth.models import User
-from nestauth.services import passwords
+from nestauth.errors import EmailAlreadyExists, UserNotFound
+from nestauth.models import RecoveryCode, TotpDevice, User, UserSession
+from nestauth.services import passwords, user_sessions
+from nestauth.services.audit import AdminActor, RequestMeta, record_admin_action
 from nestauth.services.emails import normalize_email
+from nestauth.services.pagination import Page, escape_like, paginate
+
+STATUS_FILTERS = {
+    "active": User.is_active.is_(True),
+    "inactive": User.is_active.is_(False),
+    "verified": User.is_verified.is_(True),
+    "unverified": User.is_verified.is_(False),
+}
+# Request field → model attribute, for updates and the audit's list of changed fields.
+UPDATABLE = {
+    "email": "email",
+    "phone": "phone",
+    "isActive": "is_active",
+    "isVerified": "is_verified",
+    "isMfaEnabled": "is_mfa_enabled",
+    "metadata": "metadata_",
+}
+
+
+@dataclass(frozen=True)
+class UserDetail:
+    user: User
+    devices: list[TotpDevice]
+    has_recovery_codes: bool
+    sessions: list[UserSession]
 
 
 async def create_user(
@@ -18,6 +48,7 @@ async def create_user(
     *,
     email: str,
     password: str | None = None,
+    phone: str | None = None,
     is_active: bool = True,
     is_verified: bool = False,
     metadata: dict[str, Any] | None = None,
@@ -25,14 +56,174 @@ async def create_user(
     user = User(
         email=normalize_email(email),
         password_hash=await passwords.hash_password(password) if password else None,
+        phone=phone,
         is_active=is_active,
         is_verified=is_verified,
         metadata_=metadata,
     )
     session.add(user)
+    await _flush_unique_email(session)
+    return user
+
+
+async def _flush_unique_email(session: AsyncSession) -> None:
     try:
         async with session.begin_nested():
             await session.flush()
     except IntegrityError:
         raise EmailAlreadyExists() from None
+
+
+async def get_user(session: AsyncSession, user_id: uuid.UUID, *, lock: bool = False) -> User:
+    query = select(User).where(User.id == user_id)
+    user = await session.scalar(query.with_for_update() if lock else query)
+    if user is None:
+        raise UserNotFound()
     return user
+
+
+async def list_users(
+    session: AsyncSession, *, page: int, limit: int, search: str | None, status: str | None
+) -> Page[User]:
+    query = select(User).order_by(User.created_at.desc(), User.id)
+    if search:
+        pattern = f"%{escape_like(normalize_email(search))}%"
+        query = query.where(User.email.like(pattern, escape="\\"))
+    if status:
+        query = query.where(STATUS_FILTERS[status])
+    return await paginate(session, query, page, limit)
+
+
+async def get_user_detail(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> UserDetail:
+    """A fixed number of queries whatever the number of devices and sessions."""
+    user = await get_user(session, user_id)
+    devices = await list_devices(session, user_id)
+    has_codes = await session.scalar(
+        select(exists().where(RecoveryCode.user_id == user_id, RecoveryCode.used_at.is_(None)))
+    )
+    sessions = await user_sessions.list_live(session, user_id, now)
+    return UserDetail(user, devices, bool(has_codes), sessions)
+
+
+async def list_devices(session: AsyncSession, user_id: uuid.UUID) -> list[TotpDevice]:
+    query = (
+        select(TotpDevice)
+        .where(TotpDevice.user_id == user_id)
+        .order_by(TotpDevice.created_at, TotpDevice.id)
+    )
+    return list((await session.scalars(query)).all())
+
+
+async def update_user(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    changes: dict[str, Any],
+    *,
+    actor: AdminActor,
+    meta: RequestMeta,
+    now: datetime,
+) -> User:
+    """Deactivation and a new password end every session of the user (ASVS 3.3.3)."""
+    user = await get_user(session, user_id, lock=True)
+    changed = _apply_changes(user, changes)
+    if "password" in changes:
+        user.password_hash = await passwords.hash_password(changes["password"])
+        changed.append("password")
+    await _flush_unique_email(session)
+    ends_sessions = "password" in changed or ("isActive" in changed and not user.is_active)
+    revoked = await user_sessions.revoke_all(session, user_id, now) if ends_sessions else 0
+    await record_admin_action(
+        session, actor=actor, meta=meta, now=now, action="user.updated",
+        target_type="user", target_id=user_id, user_id=user_id,
+        details={"changedFields": changed, "sessionsRevoked": revoked},
+    )  # fmt: skip
+    return user
+
+
+def _apply_changes(user: User, changes: dict[str, Any]) -> list[str]:
+    changed = []
+    for field, attribute in UPDATABLE.items():
+        if field not in changes:
+            continue
+        value = normalize_email(changes[field]) if field == "email" else changes[field]
+        if getattr(user, attribute) != value:
+            setattr(user, attribute, value)
+            changed.append(field)
+    return changed
+
+
+async def delete_user(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    *,
+    actor: AdminActor,
+    meta: RequestMeta,
+    now: datetime,
+) -> None:
+    """Devices, recovery codes and sessions go with the user (ON DELETE CASCADE)."""
+    user = await get_user(session, user_id, lock=True)
+    await session.execute(delete(User).where(User.id == user_id))
+    await record_admin_action(
+        session, actor=actor, meta=meta, now=now, action="user.deleted",
+        target_type="user", target_id=user_id, user_id=user_id, details={"email": user.email},
+    )  # fmt: skip
+
+
+async def add_user(
+    session: AsyncSession,
+    fields: dict[str, Any],
+    *,
+    actor: AdminActor,
+    meta: RequestMeta,
+    now: datetime,
+) -> User:
+    user = await create_user(
+        session,
+        email=fields["email"],
+        password=fields.get("password"),
+        phone=fields.get("phone"),
+        is_active=fields.get("isActive", True),
+        is_verified=fields.get("isVerified", False),
+        metadata=fields.get("metadata"),
+    )
+    await record_admin_action(
+        session, actor=actor, meta=meta, now=now, action="user.created",
+        target_type="user", target_id=user.id, user_id=user.id,
+        details={"fields": sorted(fields)},
+    )  # fmt: skip
+    return user
+
+
+async def revoke_sessions(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    *,
+    actor: AdminActor,
+    meta: RequestMeta,
+    now: datetime,
+) -> int:
+    user = await get_user(session, user_id, lock=True)
+    revoked = await user_sessions.revoke_all(session, user.id, now)
+    await record_admin_action(
+        session, actor=actor, meta=meta, now=now, action="user.sessions.revoked",
+        target_type="user", target_id=user.id, user_id=user.id,
+        details={"sessionsRevoked": revoked},
+    )  # fmt: skip
+    return revoked
+
+
+async def revoke_session(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    session_id: uuid.UUID,
+    *,
+    actor: AdminActor,
+    meta: RequestMeta,
+    now: datetime,
+) -> None:
+    user = await get_user(session, user_id, lock=True)
+    await user_sessions.revoke_one(session, user.id, session_id, now)
+    await record_admin_action(
+        session, actor=actor, meta=meta, now=now, action="user.session.revoked",
+        target_type="user_session", target_id=session_id, user_id=user.id,
+    )  # fmt: skip

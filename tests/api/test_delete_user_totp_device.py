@@ -140,7 +140,7 @@ class TestDeleteUserTotpDevice:
             assert_error(delete(api, device, bad_id, headers), 400, "VALIDATION_FAILED")
 
     def test_404_for_a_path_no_operation_has(self, api: Api) -> None:
-        response = api.client.delete(f"/auth/admin/api/users/{uuid.uuid4()}/totp-devices/")
+        response = api.client.delete(f"/auth/admin/api/users/{uuid.uuid4()}/no-such-thing/x")
         assert_error(response, 404, "NOT_FOUND")
 
     def test_400_revoke_sessions_not_boolean(self, api: Api) -> None:

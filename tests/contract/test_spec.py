@@ -11,7 +11,7 @@ from nestauth.app import HTTP_METHODS, load_spec
 from tests.support import Api
 
 ERROR_SCHEMA = "#/components/schemas/ApiErrorResponseDto"
-VERBS = ("get", "list", "create", "update", "delete", "bootstrap", "log_in", "log_out")
+VERBS = ("get", "list", "create", "update", "delete", "revoke", "bootstrap", "log_in", "log_out")
 
 
 def operations(spec: dict) -> list[tuple[str, str, dict]]:
