@@ -34,10 +34,18 @@ def roles_by_operation(spec: dict[str, Any]) -> dict[str, str]:
     Connexion names the operation at run time (router controller + operationId)."""
     return {
         _resolved_operation_id(operation): operation["x-nestauth-min-role"]
+        for operation in _operations(spec)
+        if "x-nestauth-min-role" in operation
+    }
+
+
+def _operations(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        operation
         for path_item in spec["paths"].values()
         for method, operation in path_item.items()
-        if method in HTTP_METHODS and "x-nestauth-min-role" in operation
-    }
+        if method in HTTP_METHODS
+    ]
 
 
 def _methods_by_path(spec: dict[str, Any]) -> dict[str, set[str]]:
@@ -56,6 +64,11 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
         settings=settings,
         secret_box=SecretBox(settings.secret_key),
         roles_by_operation=roles_by_operation(spec),
+        setup_token_operations=frozenset(
+            _resolved_operation_id(op)
+            for op in _operations(spec)
+            if op.get("x-nestauth-setup-token")
+        ),
     )
     register_formats()
     openapi31.enable()

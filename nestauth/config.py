@@ -32,6 +32,14 @@ class Settings:
     admin_login_max_failures: int = 5
     admin_login_lock_seconds: int = 15 * 60
     max_body_bytes: int = 64 * 1024
+    access_token_seconds: int = 15 * 60
+    refresh_token_seconds: int = 30 * 24 * 60 * 60
+    mfa_token_seconds: int = 5 * 60
+    user_login_max_failures: int = 5
+    user_login_lock_seconds: int = 15 * 60
+    mfa_max_failures: int = 5
+    mfa_lock_seconds: int = 15 * 60
+    totp_issuer: str = "nestauth"
     validate_responses: bool = False
     var_dir: Path = field(default=Path("var"))
 
@@ -55,6 +63,14 @@ class Settings:
             admin_login_max_failures=env.positive_int("NESTAUTH_ADMIN_LOGIN_MAX_FAILURES", 5),
             admin_login_lock_seconds=env.positive_int("NESTAUTH_ADMIN_LOGIN_LOCK_SECONDS", 900),
             max_body_bytes=env.positive_int("NESTAUTH_MAX_BODY_BYTES", 65536),
+            access_token_seconds=env.positive_int("NESTAUTH_ACCESS_TOKEN_SECONDS", 900),
+            refresh_token_seconds=env.positive_int("NESTAUTH_REFRESH_TOKEN_SECONDS", 2592000),
+            mfa_token_seconds=env.positive_int("NESTAUTH_MFA_TOKEN_SECONDS", 300),
+            user_login_max_failures=env.positive_int("NESTAUTH_USER_LOGIN_MAX_FAILURES", 5),
+            user_login_lock_seconds=env.positive_int("NESTAUTH_USER_LOGIN_LOCK_SECONDS", 900),
+            mfa_max_failures=env.positive_int("NESTAUTH_MFA_MAX_FAILURES", 5),
+            mfa_lock_seconds=env.positive_int("NESTAUTH_MFA_LOCK_SECONDS", 900),
+            totp_issuer=env.text("NESTAUTH_TOTP_ISSUER", "nestauth") or "nestauth",
             validate_responses=env.boolean("NESTAUTH_VALIDATE_RESPONSES", False),
             var_dir=var_dir,
         )

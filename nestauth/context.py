@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from nestauth.config import Settings
-from nestauth.models import Admin, utcnow
+from nestauth.models import Admin, MfaChallenge, User, UserSession, utcnow
 from nestauth.services.audit import RequestMeta
 from nestauth.services.secrets import SecretBox
 
@@ -24,6 +24,7 @@ class Runtime:
     settings: Settings
     secret_box: SecretBox
     roles_by_operation: dict[str, str]
+    setup_token_operations: frozenset[str] = frozenset()
     clock: Callable[[], datetime] = utcnow
     engine: AsyncEngine | None = None
     sessions: async_sessionmaker[AsyncSession] | None = None
@@ -34,7 +35,11 @@ class RequestContext:
     runtime: Runtime
     session: AsyncSession
     scope: MutableMapping[str, Any] = field(repr=False)
-    admin: Admin | None = None  # set by the security handler once the session is verified
+    # Set by the security handlers once the credentials are verified:
+    admin: Admin | None = None
+    user: User | None = None
+    user_session: UserSession | None = None
+    setup_challenge: MfaChallenge | None = None  # a login that must enrol a device first
 
     @property
     def settings(self) -> Settings:

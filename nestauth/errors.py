@@ -63,6 +63,14 @@ class InvalidCredentials(ApiError):
     status_code, code, message = 401, "INVALID_CREDENTIALS", "Invalid credentials"
 
 
+class MfaTokenInvalid(ApiError):
+    status_code, code, message = 401, "MFA_TOKEN_INVALID", "Invalid or expired MFA token"
+
+
+class MfaCodeInvalid(ApiError):
+    status_code, code, message = 401, "MFA_CODE_INVALID", "Invalid MFA code"
+
+
 class AdminSecretInvalid(ApiError):
     status_code, code, message = 401, "ADMIN_SECRET_INVALID", "Invalid admin secret key"
 
@@ -107,6 +115,10 @@ class LastOwner(ApiError):
     status_code = 409
     code = "LAST_OWNER"
     message = "The last owner can be neither removed nor demoted"
+
+
+class DeviceLimitReached(ApiError):
+    status_code, code, message = 409, "DEVICE_LIMIT_REACHED", "Too many TOTP devices"
 
 
 class EmailAlreadyExists(ApiError):
@@ -238,7 +250,7 @@ def handle_unexpected(request: ConnexionRequest, exc: Exception) -> ConnexionRes
         log.warning("database unavailable: %s", type(exc).__name__)
         return _response(503, ServiceUnavailable.code, ServiceUnavailable.message)
     request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-    log.exception("unhandled error, request id %s", request_id)
+    log.error("unhandled error, request id %s", request_id, exc_info=exc)
     return _response(500, "INTERNAL_ERROR", f"Internal server error (request id {request_id})")
 
 

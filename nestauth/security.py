@@ -9,11 +9,19 @@ from __future__ import annotations
 from typing import Any
 
 from connexion.lifecycle import ConnexionRequest
+from connexion.security import NO_VALUE
 
 from nestauth import context
-from nestauth.errors import ApiError, CsrfOriginRejected, CsrfTokenInvalid, MissingPermissions
+from nestauth.errors import (
+    ApiError,
+    CsrfOriginRejected,
+    CsrfTokenInvalid,
+    MfaTokenInvalid,
+    MissingPermissions,
+    SessionInvalid,
+)
 from nestauth.models import Admin, AdminSession
-from nestauth.services import admin_sessions
+from nestauth.services import admin_sessions, mfa, user_auth
 from nestauth.services.audit import AdminActor, record_admin_action
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -21,7 +29,33 @@ ROLE_RANK = {"viewer": 0, "admin": 1, "owner": 2}
 CSRF_HEADER = "x-csrf-token"
 
 
-async def admin_from_cookie(api_key: str, request: ConnexionRequest) -> dict[str, Any]:
+async def user_from_bearer(token: str, request: ConnexionRequest) -> dict[str, Any]:
+    """An access token; on the enrolment operations also a setup-only MFA token, so a user
+    whose last device was removed under an MFA policy can enrol again (never a dead end)."""
+    ctx = context.of_scope(request.scope)
+    try:
+        principal = await user_auth.authenticate(
+            ctx.session, ctx.settings, access_token=token, now=ctx.now()
+        )
+    except SessionInvalid:
+        if ctx.operation_id not in ctx.runtime.setup_token_operations:
+            raise
+        try:
+            ctx.setup_challenge, ctx.user = await mfa.open_challenge(
+                ctx.session, token, "setup", ctx.now()
+            )
+        except MfaTokenInvalid:
+            raise SessionInvalid("Invalid or expired access token") from None
+        return {"sub": str(ctx.user.id), "setup": True}
+    ctx.user, ctx.user_session = principal.user, principal.session
+    return {"sub": str(principal.user.id), "sid": str(principal.session.id)}
+
+
+async def admin_from_cookie(api_key: str, request: ConnexionRequest) -> Any:
+    """A request that carries a bearer token is judged by it alone: a cookie left in the
+    same client neither fails it on CSRF nor leaves a false denial in the audit trail."""
+    if request.headers.get("authorization", "").lower().startswith("bearer "):
+        return NO_VALUE
     return await _admin_principal(api_key, request, via_cookie=True)
 
 

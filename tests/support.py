@@ -174,6 +174,32 @@ class Api:
     def get_user(self, user_id: str) -> User:
         return self.scalar(sa.select(User).where(User.id == uuid.UUID(user_id)))
 
+    def add_user_session(
+        self,
+        user_id: str,
+        *,
+        created_at: datetime | None = None,
+        expires_at: datetime | None = None,
+        revoked_at: datetime | None = None,
+    ) -> str:
+        """One session of the user, with the moments given (default: live for a year)."""
+        now = utcnow()
+        row = UserSession(
+            user_id=uuid.UUID(user_id),
+            refresh_token_hash=uuid.uuid4().hex,
+            created_at=created_at or now,
+            last_used_at=created_at or now,
+            expires_at=expires_at or now.replace(year=now.year + 1),
+            revoked_at=revoked_at,
+        )
+
+        async def add(session: AsyncSession) -> str:
+            session.add(row)
+            await session.flush()
+            return str(row.id)
+
+        return self.db(add)
+
     def admin_session_of(self, token: str) -> AdminSession:
         from nestauth.services.tokens import digest
 

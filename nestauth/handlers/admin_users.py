@@ -87,7 +87,7 @@ async def delete_user_totp_device(
         device_id=uuid.UUID(device_id),
         revoke_sessions=revoke_sessions,
         mfa_required=ctx.settings.mfa_required,
-        actor=actor_from(token_info),
+        actor=actor_from(token_info).actor,
         meta=ctx.meta,
         now=ctx.now(),
     )

@@ -3,6 +3,7 @@
 from nestauth.models.admin import ADMIN_ROLES, Admin, AdminSession
 from nestauth.models.audit import AuditEvent
 from nestauth.models.base import Base, utcnow
+from nestauth.models.mfa import MFA_PURPOSES, MfaChallenge
 from nestauth.models.ratelimit import RateLimitBucket
 from nestauth.models.user import RecoveryCode, TotpDevice, User, UserSession
 
@@ -12,6 +13,8 @@ __all__ = [
     "AdminSession",
     "AuditEvent",
     "Base",
+    "MFA_PURPOSES",
+    "MfaChallenge",
     "RateLimitBucket",
     "RecoveryCode",
     "TotpDevice",

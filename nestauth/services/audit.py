@@ -21,11 +21,24 @@ class RequestMeta:
 
 
 @dataclass(frozen=True)
+class Actor:
+    """Who did it, as the audit trail names them."""
+
+    kind: str  # "admin" or "user"
+    id: uuid.UUID
+    email: str
+
+
+@dataclass(frozen=True)
 class AdminActor:
     admin_id: uuid.UUID
     email: str
     role: str
     session_id: uuid.UUID
+
+    @property
+    def actor(self) -> Actor:
+        return Actor("admin", self.admin_id, self.email)
 
 
 async def record_admin_action(
@@ -34,6 +47,13 @@ async def record_admin_action(
     """An event whose actor is a signed-in admin; `event` as for record_event."""
     return await record_event(
         session, actor_type="admin", actor_id=actor.admin_id, actor_email=actor.email, **event
+    )
+
+
+async def record_action(session: AsyncSession, *, actor: Actor, **event: Any) -> AuditEvent:
+    """An event done by a signed-in admin or user; `event` as for record_event."""
+    return await record_event(
+        session, actor_type=actor.kind, actor_id=actor.id, actor_email=actor.email, **event
     )
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from nestauth.errors import TotpDeviceNotFound
 from nestauth.models import RecoveryCode, TotpDevice
 from nestauth.services import user_sessions, users
-from nestauth.services.audit import AdminActor, RequestMeta, record_admin_action
+from nestauth.services.audit import Actor, RequestMeta, record_action
 from nestauth.services.secrets import SecretBox
 
 
@@ -66,11 +66,12 @@ async def remove_user_device(
     device_id: uuid.UUID,
     revoke_sessions: bool,
     mfa_required: bool,
-    actor: AdminActor,
+    actor: Actor,
     meta: RequestMeta,
     now: datetime,
 ) -> DeviceRemoval:
-    """Removes one device, applies the last-device rule, revokes sessions, audits; one txn."""
+    """Removes one device, applies the last-device rule, revokes sessions, audits; one txn.
+    The same rule whether an admin removes it or the user does."""
     # Locking the user serialises concurrent removals of this user's devices, so the
     # "no verified device left" decision below is never made on a stale count.
     user = await users.get_user(session, user_id, lock=True)
@@ -89,7 +90,7 @@ async def remove_user_device(
         user.is_mfa_enabled = False
         await session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
     revoked = await user_sessions.revoke_all(session, user_id, now) if revoke_sessions else 0
-    await record_admin_action(
+    await record_action(
         session,
         actor=actor,
         meta=meta,

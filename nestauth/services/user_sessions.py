@@ -31,10 +31,9 @@ async def list_live(session: AsyncSession, user_id: uuid.UUID, now: datetime) ->
 
 
 async def revoke_all(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> int:
+    """Ends every live session; the count is of those an admin was shown as live."""
     result = await session.execute(
-        update(UserSession)
-        .where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
-        .values(revoked_at=now)
+        update(UserSession).where(_live(user_id, now)).values(revoked_at=now)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 

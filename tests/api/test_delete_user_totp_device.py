@@ -259,7 +259,7 @@ class TestDeleteUserTotpDevice:
         async def broken_audit(*_args, **_kwargs):
             raise RuntimeError("audit store unavailable")
 
-        monkeypatch.setattr(totp_devices, "record_admin_action", broken_audit)
+        monkeypatch.setattr(totp_devices, "record_action", broken_audit)
         user = api.create_user(verified_devices=1, recovery_codes=2, sessions=2)
         response = delete(api, user.id, user.devices[0], api.bearer(), "?revokeSessions=true")
         assert_error(response, 500, "INTERNAL_ERROR")

@@ -1,0 +1,213 @@
+"""Multi-factor authentication: MFA tokens, TOTP enrolment and login, recovery codes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import NoReturn
+
+import segno
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nestauth.config import Settings
+from nestauth.errors import DeviceLimitReached, MfaCodeInvalid, MfaTokenInvalid, TotpDeviceNotFound
+from nestauth.models import MfaChallenge, RecoveryCode, TotpDevice, User
+from nestauth.services import ratelimit, tokens, totp, totp_devices, users
+from nestauth.services.secrets import SecretBox
+
+log = logging.getLogger("nestauth.mfa")
+MAX_DEVICES = 10
+RECOVERY_CODES = 10
+RECOVERY_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud safely
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    device: TotpDevice
+    secret: str
+    otpauth_url: str
+    qr_code: str
+
+
+def mfa_limit(settings: Settings) -> ratelimit.Limit:
+    return ratelimit.Limit(
+        "mfa", settings.mfa_max_failures, timedelta(seconds=settings.mfa_lock_seconds)
+    )
+
+
+async def issue_challenge(
+    session: AsyncSession, settings: Settings, user: User, purpose: str, now: datetime
+) -> str:
+    token = tokens.new_token()
+    session.add(
+        MfaChallenge(
+            user_id=user.id,
+            token_hash=tokens.digest(token),
+            purpose=purpose,
+            created_at=now,
+            expires_at=now + timedelta(seconds=settings.mfa_token_seconds),
+        )
+    )
+    await session.flush()
+    return token
+
+
+async def open_challenge(
+    session: AsyncSession, token: str, purpose: str, now: datetime
+) -> tuple[MfaChallenge, User]:
+    challenge = await session.scalar(
+        select(MfaChallenge).where(MfaChallenge.token_hash == tokens.digest(token))
+    )
+    if (
+        challenge is None
+        or challenge.purpose != purpose
+        or challenge.used_at is not None
+        or challenge.expires_at <= now
+    ):
+        raise MfaTokenInvalid()
+    user = await users.get_user(session, challenge.user_id)
+    if not user.is_active:
+        raise MfaTokenInvalid()
+    return challenge, user
+
+
+async def close_challenge(session: AsyncSession, challenge: MfaChallenge, now: datetime) -> None:
+    """Single use, even for two requests racing with two valid codes."""
+    result = await session.execute(
+        update(MfaChallenge)
+        .where(MfaChallenge.id == challenge.id, MfaChallenge.used_at.is_(None))
+        .values(used_at=now)
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        raise MfaTokenInvalid()
+
+
+async def check_totp(
+    session: AsyncSession, settings: Settings, box: SecretBox, user: User, otp: str, now: datetime
+) -> TotpDevice:
+    """A fresh code of one of the user's verified devices; rate limits first (Warehouse's
+    order), then replay: a code already accepted for that device is refused and logged."""
+    limit = mfa_limit(settings)
+    await ratelimit.ensure_allowed(session, limit, str(user.id), now)
+    for device in await users.list_devices(session, user.id):
+        if not device.verified:
+            continue
+        step = totp.matching_step(totp_devices.device_secret(box, device), otp, now)
+        if step is None:
+            continue
+        if await totp.claim_step(session, device.id, step, now):
+            await ratelimit.clear(session, limit, str(user.id))
+            return device
+        log.warning("TOTP replay rejected for device %s", device.id)
+    await _fail(session, limit, user, now)
+
+
+async def _fail(
+    session: AsyncSession, limit: ratelimit.Limit, user: User, now: datetime
+) -> NoReturn:
+    await ratelimit.record_failure(session, limit, str(user.id), now)
+    await session.commit()  # the failure counts although the request fails
+    raise MfaCodeInvalid()
+
+
+async def start_enrolment(
+    session: AsyncSession,
+    settings: Settings,
+    box: SecretBox,
+    user: User,
+    device_name: str | None,
+) -> Enrolment:
+    devices = await users.list_devices(session, user.id)
+    if len(devices) >= MAX_DEVICES:
+        raise DeviceLimitReached()
+    name = device_name or f"Authenticator {len(devices) + 1}"
+    device, secret = await totp_devices.add_device(session, box, user_id=user.id, device_name=name)
+    url = totp.otpauth_url(secret, user.email, settings.totp_issuer)
+    qr = segno.make(url, error="m").svg_data_uri(scale=4)
+    return Enrolment(device, secret, url, qr)
+
+
+async def finish_enrolment(
+    session: AsyncSession,
+    settings: Settings,
+    box: SecretBox,
+    user: User,
+    *,
+    secret: str,
+    otp: str,
+    now: datetime,
+) -> TotpDevice:
+    """Verifies a pending device; the code that verified it counts as used."""
+    pending = [d for d in await users.list_devices(session, user.id) if not d.verified]
+    device = next(
+        (d for d in pending if hmac.compare_digest(totp_devices.device_secret(box, d), secret)),
+        None,
+    )
+    if device is None:
+        raise TotpDeviceNotFound("No pending TOTP setup with this secret")
+    limit = mfa_limit(settings)
+    await ratelimit.ensure_allowed(session, limit, str(user.id), now)
+    step = totp.matching_step(secret, otp, now)
+    if step is None or not await totp.claim_step(session, device.id, step, now):
+        await _fail(session, limit, user, now)
+    await ratelimit.clear(session, limit, str(user.id))
+    device.verified = True
+    user.is_mfa_enabled = True
+    return device
+
+
+def _recovery_digest(settings: Settings, code: str) -> str:
+    """Codes carry 50 random bits, so a keyed hash suffices (no slow hash needed)."""
+    normalized = code.strip().upper().replace("-", "").replace(" ", "")
+    key = hashlib.sha256(b"nestauth recovery v1" + settings.secret_key.encode()).digest()
+    return hmac.new(key, normalized.encode(), hashlib.sha256).hexdigest()
+
+
+async def new_recovery_codes(
+    session: AsyncSession, settings: Settings, user: User, now: datetime
+) -> list[str]:
+    """Replaces the user's codes; the plain codes are shown this once and never stored."""
+    await session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    codes = []
+    for _ in range(RECOVERY_CODES):
+        raw = "".join(secrets.choice(RECOVERY_ALPHABET) for _ in range(10))
+        codes.append(f"{raw[:5]}-{raw[5:]}")
+        session.add(
+            RecoveryCode(user_id=user.id, code_hash=_recovery_digest(settings, raw), created_at=now)
+        )
+    await session.flush()
+    return codes
+
+
+async def use_recovery_code(
+    session: AsyncSession, settings: Settings, user: User, code: str, now: datetime
+) -> None:
+    limit = mfa_limit(settings)
+    await ratelimit.ensure_allowed(session, limit, str(user.id), now)
+    result = await session.execute(
+        update(RecoveryCode)
+        .where(
+            RecoveryCode.user_id == user.id,
+            RecoveryCode.code_hash == _recovery_digest(settings, code),
+            RecoveryCode.used_at.is_(None),
+        )
+        .values(used_at=now)
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        await _fail(session, limit, user, now)
+    await ratelimit.clear(session, limit, str(user.id))
+
+
+async def has_unused_recovery_codes(session: AsyncSession, user_id: uuid.UUID) -> bool:
+    found = await session.scalar(
+        select(RecoveryCode.id)
+        .where(RecoveryCode.user_id == user_id, RecoveryCode.used_at.is_(None))
+        .limit(1)
+    )
+    return found is not None

@@ -1,0 +1,199 @@
+"""End-user sign-up, password login, token refresh and logout."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nestauth.config import Settings
+from nestauth.errors import InvalidCredentials, SessionInvalid
+from nestauth.models import User, UserSession
+from nestauth.services import mfa, passwords, ratelimit, tokens, user_sessions, user_tokens, users
+from nestauth.services.audit import RequestMeta
+from nestauth.services.emails import normalize_email
+
+
+@dataclass(frozen=True)
+class Tokens:
+    access_token: str
+    refresh_token: str
+    user: User
+
+
+@dataclass(frozen=True)
+class Principal:
+    user: User
+    session: UserSession
+
+
+def login_limit(settings: Settings) -> ratelimit.Limit:
+    return ratelimit.Limit(
+        "user-login",
+        settings.user_login_max_failures,
+        timedelta(seconds=settings.user_login_lock_seconds),
+    )
+
+
+async def sign_up(
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    email: str,
+    password: str,
+    meta: RequestMeta,
+    now: datetime,
+) -> Tokens:
+    user = await users.create_user(session, email=email, password=password)
+    return await open_session(session, settings, user, meta, now)
+
+
+async def check_password(
+    session: AsyncSession, settings: Settings, *, email: str, password: str, now: datetime
+) -> User:
+    """One answer for an unknown email, a wrong password and a deactivated account, in
+    similar time (ASVS 2.2.x, no account enumeration)."""
+    normalized = normalize_email(email)
+    limit = login_limit(settings)
+    await ratelimit.ensure_allowed(session, limit, normalized, now)
+    user = await session.scalar(select(User).where(User.email == normalized))
+    hashed = user.password_hash if user else None
+    if not await passwords.verify_password(hashed, password) or not (user and user.is_active):
+        await ratelimit.record_failure(session, limit, normalized, now)
+        await session.commit()  # the failure counts although the request fails
+        raise InvalidCredentials()
+    await ratelimit.clear(session, limit, normalized)
+    if hashed and passwords.needs_rehash(hashed):
+        user.password_hash = await passwords.hash_password(password)
+    return user
+
+
+async def open_session(
+    session: AsyncSession, settings: Settings, user: User, meta: RequestMeta, now: datetime
+) -> Tokens:
+    session_id = uuid.uuid4()
+    refresh_token, refresh_digest = user_tokens.new_refresh_token(session_id)
+    session.add(
+        UserSession(
+            id=session_id,
+            user_id=user.id,
+            refresh_token_hash=refresh_digest,
+            created_at=now,
+            last_used_at=now,
+            expires_at=now + timedelta(seconds=settings.refresh_token_seconds),
+            ip=meta.ip,
+            user_agent=meta.user_agent,
+        )
+    )
+    await session.flush()
+    return Tokens(_access_token(settings, user.id, session_id, now), refresh_token, user)
+
+
+def _access_token(
+    settings: Settings, user_id: uuid.UUID, session_id: uuid.UUID, now: datetime
+) -> str:
+    key = user_tokens.signing_key(settings.secret_key)
+    return user_tokens.issue_access_token(
+        key, user_id, session_id, now, settings.access_token_seconds
+    )
+
+
+async def refresh(
+    session: AsyncSession, settings: Settings, *, refresh_token: str, now: datetime
+) -> Tokens:
+    """Rotates the refresh token. Presenting the one it replaced means two parties hold it:
+    the session is revoked (OWASP refresh token rotation, reuse detection)."""
+    parts = user_tokens.split_refresh_token(refresh_token)
+    if parts is None:
+        raise SessionInvalid("Invalid refresh token")
+    session_id, secret = parts
+    row = await session.scalar(
+        select(UserSession).where(UserSession.id == session_id).with_for_update()
+    )
+    if row is None or row.revoked_at is not None or row.expires_at <= now:
+        raise SessionInvalid("Invalid refresh token")
+    if row.previous_refresh_token_hash and tokens.same_digest(
+        secret, row.previous_refresh_token_hash
+    ):
+        row.revoked_at = now
+        await session.commit()  # the revocation must stand although the request fails
+        raise SessionInvalid("Refresh token reuse detected; the session is revoked")
+    if not tokens.same_digest(secret, row.refresh_token_hash):
+        raise SessionInvalid("Invalid refresh token")
+    user = await users.get_user(session, row.user_id)
+    if not user.is_active:
+        raise SessionInvalid("Invalid refresh token")
+    new_token, new_digest = user_tokens.new_refresh_token(row.id)
+    row.previous_refresh_token_hash, row.refresh_token_hash = row.refresh_token_hash, new_digest
+    row.last_used_at = now
+    return Tokens(_access_token(settings, user.id, row.id, now), new_token, user)
+
+
+async def authenticate(
+    session: AsyncSession, settings: Settings, *, access_token: str, now: datetime
+) -> Principal:
+    """The live session behind an access token, or SESSION_INVALID."""
+    claims = user_tokens.read_access_token(
+        user_tokens.signing_key(settings.secret_key), access_token, now
+    )
+    if claims is None:
+        raise SessionInvalid("Invalid or expired access token")
+    row = (
+        await session.execute(
+            select(UserSession, User)
+            .join(User, User.id == UserSession.user_id)
+            .where(UserSession.id == claims.session_id, UserSession.user_id == claims.user_id)
+        )
+    ).first()
+    if row is None:
+        raise SessionInvalid("Invalid or expired access token")
+    user_session, user = row
+    if user_session.revoked_at is not None or user_session.expires_at <= now or not user.is_active:
+        raise SessionInvalid("Session has been revoked")
+    return Principal(user=user, session=user_session)
+
+
+async def log_out(session: AsyncSession, principal: Principal, now: datetime) -> None:
+    principal.session.revoked_at = now
+
+
+async def log_out_everywhere(session: AsyncSession, principal: Principal, now: datetime) -> int:
+    return await user_sessions.revoke_all(session, principal.user.id, now)
+
+
+@dataclass(frozen=True)
+class MfaPending:
+    """The password was right; a second factor (or, first, a device to give one) is due."""
+
+    mfa_token: str
+    methods: list[str]
+    setup_required: bool
+
+
+async def log_in(
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    email: str,
+    password: str,
+    meta: RequestMeta,
+    now: datetime,
+) -> Tokens | MfaPending:
+    """A user flagged for MFA, or under an MFA policy, with no verified device gets a
+    setup-only token: enrol, then the login finishes. Never locked out."""
+    user = await check_password(session, settings, email=email, password=password, now=now)
+    if not (user.is_mfa_enabled or settings.mfa_required):
+        return await open_session(session, settings, user, meta, now)
+    has_device = any(d.verified for d in await users.list_devices(session, user.id))
+    token = await mfa.issue_challenge(
+        session, settings, user, "login" if has_device else "setup", now
+    )
+    if not has_device:
+        return MfaPending(token, [], setup_required=True)
+    methods = ["totp"]
+    if await mfa.has_unused_recovery_codes(session, user.id):
+        methods.append("recovery")
+    return MfaPending(token, methods, setup_required=False)
