@@ -11,7 +11,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from nestauth.models import AuditEvent, TotpDevice
+from nestauth.models import TotpDevice
 from tests.support import live_nestauth
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,7 +25,7 @@ def walkthrough_script() -> str:
 
 
 class TestReadmeWalkthrough:
-    def test_walkthrough_removes_a_device_and_reports_each_outcome(self, tmp_path: Path) -> None:
+    def test_walkthrough_enrols_removes_and_changes_the_login(self, tmp_path: Path) -> None:
         (tmp_path / ".venv").symlink_to(Path(sys.prefix))  # the README calls .venv/bin/...
         with live_nestauth(tmp_path, {"NESTAUTH_COOKIE_SECURE": "false"}) as base_url:
             env = {k: v for k, v in os.environ.items() if not k.startswith("NESTAUTH_")}
@@ -35,16 +35,18 @@ class TestReadmeWalkthrough:
                 cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
             )  # fmt: skip
         assert result.returncode == 0, result.stderr
-        printed = [line for line in result.stdout.splitlines() if line.startswith("{")]
-        me, removed, again, malformed = (json.loads(line) for line in printed)
-        assert me["admin"]["email"] == "owner@example.com"
+        lines = result.stdout.splitlines()
+        printed = [json.loads(line) for line in lines if line.startswith("{")]
+        verified, pending, removed, event, again = printed
+        assert verified["message"] == "TOTP device verified"
+        assert pending["isRequiresMfa"] is True and "accessToken" not in pending
         assert removed["message"] == "TOTP device deleted successfully"
-        assert (removed["remainingDevices"], removed["mfaDisabled"]) == (1, False)
+        assert (removed["remainingDevices"], removed["mfaDisabled"]) == (0, True)
+        assert "false" in lines  # step 5: the next login no longer asks for a code
+        assert event["action"] == "user.totp_device.removed"
+        assert event["actorEmail"] == "owner@example.com"
         assert again["code"] == "TOTP_DEVICE_NOT_FOUND"
-        assert malformed["code"] == "VALIDATION_FAILED"
         engine = sa.create_engine(f"sqlite:///{tmp_path / 'var' / 'nestauth.db'}")
         with engine.connect() as conn:
-            assert conn.scalar(sa.select(sa.func.count()).select_from(TotpDevice)) == 1
-            actions = conn.scalars(sa.select(AuditEvent.action)).all()
+            assert conn.scalar(sa.select(sa.func.count()).select_from(TotpDevice)) == 0
         engine.dispose()
-        assert actions.count("user.totp_device.removed") == 1
