@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 
 from nestauth.app import HTTP_METHODS, load_spec
@@ -90,6 +91,59 @@ class TestSpecFile:
             if isinstance(cls, type) and issubclass(cls, errors.ApiError)
         } | set(errors.FRAMEWORK_CODES.values())  # fmt: skip
         assert raised <= documented
+
+
+def code_statuses() -> dict[str, int]:
+    from nestauth import errors
+
+    statuses = {code: status for status, code in errors.FRAMEWORK_CODES.items()}
+    for cls in vars(errors).values():
+        if isinstance(cls, type) and issubclass(cls, errors.ApiError):
+            statuses[cls.code] = cls.status_code
+    return statuses
+
+
+def with_components(spec: dict, schema: dict) -> dict:
+    """A schema that can resolve the spec's `#/components/...` references."""
+    return {**schema, "components": spec["components"]}
+
+
+class TestSpecQuality:
+    def test_every_operation_has_a_summary_and_a_description(self) -> None:
+        for path, method, operation in operations(load_spec()):
+            assert operation.get("summary") and operation.get("description"), (path, method)
+
+    def test_request_bodies_are_closed_and_have_examples(self) -> None:
+        spec = load_spec()
+        for path, method, operation in operations(spec):
+            if "requestBody" not in operation:
+                continue
+            media = operation["requestBody"]["content"]["application/json"]
+            schema = resolve(spec, media["schema"])
+            for branch in schema.get("oneOf", [schema]):
+                assert resolve(spec, branch).get("additionalProperties") is False, (path, method)
+            assert "example" in media or "example" in schema, (path, method)
+
+    def test_success_responses_have_examples_that_match_their_schemas(self) -> None:
+        spec = load_spec()
+        for path, method, operation in operations(spec):
+            for status, response in operation["responses"].items():
+                media = resolve(spec, response)["content"]["application/json"]
+                example = media.get("example", resolve(spec, media["schema"]).get("example"))
+                if status.startswith("2"):
+                    assert example is not None, (path, method, status)
+                if example is not None:
+                    OAS31Validator(with_components(spec, media["schema"])).validate(example)
+
+    def test_descriptions_name_a_code_for_every_documented_error_status(self) -> None:
+        statuses = code_statuses()
+        for path, method, operation in operations(load_spec()):
+            named = set(re.findall(r"`(?!NESTAUTH_)([A-Z][A-Z_]+)`", operation["description"]))
+            assert named <= set(statuses), (path, method, named - set(statuses))
+            named_statuses = {statuses[code] for code in named}
+            for status in operation["responses"]:
+                if status in {"400", "401", "403", "404", "409", "429"}:
+                    assert int(status) in named_statuses, (path, method, status)
 
 
 class TestServedSpec:
