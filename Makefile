@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck pytest contract clean
+.PHONY: run test lint typecheck pytest contract contract-cli clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,12 +17,13 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/nestauth serve
 
-## The whole suite: lint, types, then every test (PostgreSQL too if NESTAUTH_TEST_DATABASE_URL is set)
-test: lint typecheck pytest
+## The whole suite: lint, types, every test, the schemathesis CLI against a live server
+## (each on PostgreSQL too when NESTAUTH_TEST_DATABASE_URL is set)
+test: lint typecheck pytest contract-cli
 
 lint: $(STAMP)
-	$(BIN)/ruff check nestauth tests
-	$(BIN)/ruff format --check nestauth tests
+	$(BIN)/ruff check nestauth tests scripts bench
+	$(BIN)/ruff format --check nestauth tests scripts bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -33,6 +34,12 @@ pytest: $(STAMP)
 ## Only the schemathesis runs
 contract: $(STAMP)
 	$(BIN)/pytest tests/contract
+
+contract-cli: $(STAMP)
+	$(BIN)/python scripts/contract_cli.py
+	if [ -n "$$NESTAUTH_TEST_DATABASE_URL" ]; then \
+	  NESTAUTH_CONTRACT_DATABASE_URL="$$NESTAUTH_TEST_DATABASE_URL" $(BIN)/python scripts/contract_cli.py; \
+	fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

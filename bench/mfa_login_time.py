@@ -1,7 +1,8 @@
 """How long a login with MFA takes end to end: POST /auth/login, then POST /auth/mfa/verify.
 
 Starts `nestauth serve` on a fresh SQLite file (or NESTAUTH_DATABASE_URL), enrols devices,
-then times 20 logins from this process over loopback. Usage: .venv/bin/python bench/mfa_login_time.py
+then times 20 logins from this process over loopback.
+Usage: .venv/bin/python bench/mfa_login_time.py
 """
 
 from __future__ import annotations
@@ -25,9 +26,15 @@ PASSWORD = "a long user password"
 
 
 def start_server(workdir: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "NESTAUTH_VAR_DIR": str(workdir / "var"), "NESTAUTH_COOKIE_SECURE": "false"}
+    env = {
+        **os.environ,
+        "NESTAUTH_VAR_DIR": str(workdir / "var"),
+        "NESTAUTH_COOKIE_SECURE": "false",
+    }
     command = [sys.executable, "-m", "nestauth.cli", "serve", "--port", str(PORT)]
-    server = subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        command, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     for _ in range(300):
         try:
             if httpx.get(f"{BASE}/auth/health").status_code == 200:
@@ -39,13 +46,19 @@ def start_server(workdir: Path) -> subprocess.Popen[bytes]:
 
 
 def enrol_user(client: httpx.Client, email: str) -> list[str]:
-    token = client.post("/auth/signup", json={"email": email, "password": PASSWORD}).json()["accessToken"]
+    token = client.post("/auth/signup", json={"email": email, "password": PASSWORD}).json()[
+        "accessToken"
+    ]
     headers = {"Authorization": f"Bearer {token}"}
     secrets = []
     for n in range(DEVICES_PER_USER):
-        secret = client.post("/auth/mfa/setup-totp", json={"deviceName": f"d{n}"}, headers=headers).json()["secret"]
+        secret = client.post(
+            "/auth/mfa/setup-totp", json={"deviceName": f"d{n}"}, headers=headers
+        ).json()["secret"]
         code = pyotp.TOTP(secret).now()
-        response = client.post("/auth/mfa/verify-totp-setup", json={"secret": secret, "otp": code}, headers=headers)
+        response = client.post(
+            "/auth/mfa/verify-totp-setup", json={"secret": secret, "otp": code}, headers=headers
+        )
         response.raise_for_status()
         secrets.append(secret)
     return secrets
@@ -68,14 +81,21 @@ def main() -> None:
         server = start_server(Path(workdir))
         try:
             with httpx.Client(base_url=BASE, timeout=10) as client:
-                users = {f"bench{u}@example.com": enrol_user(client, f"bench{u}@example.com") for u in range(2)}
+                users = {
+                    f"bench{u}@example.com": enrol_user(client, f"bench{u}@example.com")
+                    for u in range(2)
+                }
                 pairs = [(email, secret) for email, secrets in users.items() for secret in secrets]
-                times = [timed_login(client, email, secret) * 1000 for email, secret in pairs[:LOGINS]]
+                times = [
+                    timed_login(client, email, secret) * 1000 for email, secret in pairs[:LOGINS]
+                ]
         finally:
             server.terminate()
             server.wait(timeout=15)
-    print(f"login with MFA, {len(times)} runs: median {statistics.median(times):.1f} ms, "
-          f"min {min(times):.1f} ms, max {max(times):.1f} ms")
+    print(
+        f"login with MFA, {len(times)} runs: median {statistics.median(times):.1f} ms, "
+        f"min {min(times):.1f} ms, max {max(times):.1f} ms"
+    )
 
 
 if __name__ == "__main__":
