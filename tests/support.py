@@ -11,11 +11,12 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import pyotp
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -87,7 +88,13 @@ class Api:
 
     def reset(self) -> None:
         self.runtime.settings = self.base_settings
+        self.runtime.clock = utcnow
         self.run(self._wipe)
+
+    def freeze(self, moment: datetime) -> datetime:
+        """The server's clock stands still at `moment` until the next reset (no sleeping)."""
+        self.runtime.clock = lambda: moment
+        return moment
 
     def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Runs a coroutine function on the app's own event loop (one engine, one loop)."""
@@ -218,11 +225,131 @@ class Api:
 
         self.db(shift)
 
+    # --- end users through the API ------------------------------------------------------
+
+    def sign_up(self, email: str | None = None, password: str = PASSWORD) -> dict[str, Any]:
+        """A new user, signed up and signed in: the 201 body (tokens and user)."""
+        email = email or f"user-{uuid.uuid4().hex[:8]}@example.com"
+        response = self.client.post("/auth/signup", json={"email": email, "password": password})
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def log_in_user(self, email: str, password: str = PASSWORD) -> dict[str, Any]:
+        response = self.client.post("/auth/login", json={"email": email, "password": password})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def enrol_device(self, token: str, name: str | None = None) -> EnrolledDevice:
+        """Sets up and verifies one authenticator app with a code of the server's now."""
+        headers = bearer(token)
+        body = {"deviceName": name} if name else {}
+        setup = self.client.post("/auth/mfa/setup-totp", json=body, headers=headers)
+        assert setup.status_code == 200, setup.text
+        secret = setup.json()["secret"]
+        otp = totp_at(secret, self.runtime.clock())
+        verified = self.client.post(
+            "/auth/mfa/verify-totp-setup", json={"secret": secret, "otp": otp}, headers=headers
+        )
+        assert verified.status_code == 200, verified.text
+        return EnrolledDevice(setup.json()["deviceId"], secret, verified.json())
+
+    def mfa_user(self, devices: int = 1) -> MfaUser:
+        """A signed-up user with `devices` verified authenticator apps (MFA on)."""
+        signed = self.sign_up()
+        enrolled = [self.enrol_device(signed["accessToken"], f"phone {i}") for i in range(devices)]
+        return MfaUser(
+            id=signed["user"]["id"],
+            email=signed["user"]["email"],
+            access_token=signed["accessToken"],
+            refresh_token=signed["refreshToken"],
+            devices=enrolled,
+        )
+
+    def mfa_user_enrolled_ago(self, steps: int, devices: int = 1) -> tuple[MfaUser, datetime]:
+        """A user who enrolled `steps` TOTP steps ago, and the moment the clock now stands at."""
+        start = self.freeze(mid_step())
+        user = self.mfa_user(devices=devices)
+        return user, self.freeze(start + timedelta(seconds=30 * steps))
+
+    def start_mfa_login(self, email: str) -> str:
+        """The password step of an MFA login: the mfaToken."""
+        body = self.log_in_user(email)
+        assert body["isRequiresMfa"] is True and "accessToken" not in body, body
+        return str(body["mfaToken"])
+
+    def current_user(self, access_token: str) -> Any:
+        return self.client.get("/auth/user", headers=bearer(access_token))
+
+    def refresh(self, refresh_token: str) -> Any:
+        return self.client.post("/auth/refresh-token", json={"refreshToken": refresh_token})
+
+    def deactivate_user(self, user_id: str) -> None:
+        async def update(session: AsyncSession) -> None:
+            await session.execute(
+                sa.update(User).where(User.id == uuid.UUID(user_id)).values(is_active=False)
+            )
+
+        self.db(update)
+
+    def setup_only_login(self) -> tuple[str, str]:
+        """Under the MFA policy a user with no device logs in: (email, setup-only token)."""
+        self.configure(mfa_required=True)
+        email = self.sign_up()["user"]["email"]
+        body = self.log_in_user(email)
+        assert body == {"isRequiresMfa": True, "mfaToken": body["mfaToken"], "mfaMethods": [],
+                        "isMfaSetupRequired": True}  # fmt: skip
+        return email, str(body["mfaToken"])
+
+    def recovery_codes(self, token: str) -> list[str]:
+        response = self.client.post("/auth/mfa/generate-recovery-code", headers=bearer(token))
+        assert response.status_code == 200, response.text
+        return list(response.json()["codes"])
+
+    def verify_recovery_code(self, mfa_token: str, code: str) -> Any:
+        return self.client.post(
+            "/auth/mfa/verify-recovery-code", json={"mfaToken": mfa_token, "code": code}
+        )
+
+    def verify_mfa(self, mfa_token: str, otp: str) -> Any:
+        return self.client.post(
+            "/auth/mfa/verify", json={"mfaToken": mfa_token, "otp": otp, "method": "totp"}
+        )
+
 
 @dataclass
 class UserFixture:
     id: str
     devices: list[str]
+
+
+@dataclass
+class EnrolledDevice:
+    id: str
+    secret: str
+    verified: dict[str, Any]  # the verify-totp-setup body
+
+
+@dataclass
+class MfaUser:
+    id: str
+    email: str
+    access_token: str
+    refresh_token: str
+    devices: list[EnrolledDevice]
+
+
+def mid_step(moment: datetime | None = None) -> datetime:
+    """The middle of a 30-second TOTP step, so a frozen clock is never one second from a step
+    boundary. By default an hour back: any moment a test moves to within the hour is still
+    not after the wall clock, which PyJWT consults for `iat` (see test_user_auth)."""
+    moment = moment or datetime.now(UTC) - timedelta(hours=1)
+    start = int(moment.timestamp()) // 30 * 30
+    return datetime.fromtimestamp(start + 15, UTC)
+
+
+def totp_at(secret: str, moment: datetime, steps: int = 0) -> str:
+    """The RFC 6238 code of `secret` at `moment`, shifted by whole 30-second steps."""
+    return pyotp.TOTP(secret).at(moment + timedelta(seconds=30 * steps))
 
 
 @contextmanager
@@ -281,3 +408,9 @@ def bearer(token: str) -> dict[str, str]:
 
 def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def wrong_otp(moment: datetime, *secrets: str) -> str:
+    """A well-formed code that none of `secrets` accepts at `moment` (drift window included)."""
+    taken = {totp_at(secret, moment, steps) for secret in secrets for steps in range(-3, 4)}
+    return next(c for c in (f"{d}" * 6 for d in range(10)) if c not in taken)

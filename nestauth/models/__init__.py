@@ -5,7 +5,7 @@ from nestauth.models.audit import AuditEvent
 from nestauth.models.base import Base, utcnow
 from nestauth.models.mfa import MFA_PURPOSES, MfaChallenge
 from nestauth.models.ratelimit import RateLimitBucket
-from nestauth.models.user import RecoveryCode, TotpDevice, User, UserSession
+from nestauth.models.user import RecoveryCode, TotpDevice, UsedRefreshToken, User, UserSession
 
 __all__ = [
     "ADMIN_ROLES",
@@ -18,6 +18,7 @@ __all__ = [
     "RateLimitBucket",
     "RecoveryCode",
     "TotpDevice",
+    "UsedRefreshToken",
     "User",
     "UserSession",
     "utcnow",

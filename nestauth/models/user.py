@@ -56,11 +56,22 @@ class UserSession(UuidPrimaryKey, Base):
         ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
     refresh_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    # The token this one replaced: presenting it again proves a stolen refresh token.
-    previous_refresh_token_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
     ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(512))
+
+
+class UsedRefreshToken(Base):
+    """Every refresh token a session has exchanged: presenting one again proves that two
+    parties hold the session's tokens (OWASP: refresh token rotation with reuse detection)."""
+
+    __tablename__ = "used_refresh_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    session_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("user_sessions.id", ondelete="CASCADE"), index=True
+    )
+    used_at: Mapped[datetime] = mapped_column(default=utcnow)

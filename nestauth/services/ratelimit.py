@@ -32,24 +32,26 @@ class Limit:
 
 
 async def ensure_allowed(session: AsyncSession, limit: Limit, subject: str, now: datetime) -> None:
-    bucket = await session.get(RateLimitBucket, limit.key(subject))
-    if bucket and bucket.blocked_until and bucket.blocked_until > now:
+    """Checks the subject's bucket and keeps it locked until the attempt is settled, so that
+    parallel guesses are counted one after another instead of all passing one check."""
+    bucket = await _locked_bucket(session, limit.key(subject), now)
+    if bucket.blocked_until and bucket.blocked_until > now:
         raise RateLimited(retry_after=_seconds_until(bucket.blocked_until, now))
 
 
-async def record_failure(session: AsyncSession, limit: Limit, subject: str, now: datetime) -> None:
-    key = limit.key(subject)
+async def _locked_bucket(session: AsyncSession, key: str, now: datetime) -> RateLimitBucket:
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     await session.execute(
         insert(RateLimitBucket)
         .values(key=key, failures=0, window_started_at=now)
         .on_conflict_do_nothing(index_elements=["key"])
     )
-    bucket = (
-        await session.execute(
-            select(RateLimitBucket).where(RateLimitBucket.key == key).with_for_update()
-        )
-    ).scalar_one()
+    query = select(RateLimitBucket).where(RateLimitBucket.key == key).with_for_update()
+    return (await session.execute(query.execution_options(populate_existing=True))).scalar_one()
+
+
+async def record_failure(session: AsyncSession, limit: Limit, subject: str, now: datetime) -> None:
+    bucket = await _locked_bucket(session, limit.key(subject), now)
     if bucket.window_started_at + limit.window <= now:
         bucket.failures, bucket.window_started_at = 0, now
     bucket.failures += 1

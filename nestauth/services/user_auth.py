@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestauth.config import Settings
 from nestauth.errors import InvalidCredentials, SessionInvalid
-from nestauth.models import User, UserSession
+from nestauth.models import UsedRefreshToken, User, UserSession
 from nestauth.services import mfa, passwords, ratelimit, tokens, user_sessions, user_tokens, users
 from nestauth.services.audit import RequestMeta
 from nestauth.services.emails import normalize_email
@@ -104,7 +104,7 @@ def _access_token(
 async def refresh(
     session: AsyncSession, settings: Settings, *, refresh_token: str, now: datetime
 ) -> Tokens:
-    """Rotates the refresh token. Presenting the one it replaced means two parties hold it:
+    """Rotates the refresh token. Presenting one already exchanged means two parties hold it:
     the session is revoked (OWASP refresh token rotation, reuse detection)."""
     parts = user_tokens.split_refresh_token(refresh_token)
     if parts is None:
@@ -115,21 +115,31 @@ async def refresh(
     )
     if row is None or row.revoked_at is not None or row.expires_at <= now:
         raise SessionInvalid("Invalid refresh token")
-    if row.previous_refresh_token_hash and tokens.same_digest(
-        secret, row.previous_refresh_token_hash
-    ):
-        row.revoked_at = now
-        await session.commit()  # the revocation must stand although the request fails
-        raise SessionInvalid("Refresh token reuse detected; the session is revoked")
     if not tokens.same_digest(secret, row.refresh_token_hash):
+        await _revoke_if_reused(session, row, secret, now)
         raise SessionInvalid("Invalid refresh token")
     user = await users.get_user(session, row.user_id)
     if not user.is_active:
         raise SessionInvalid("Invalid refresh token")
     new_token, new_digest = user_tokens.new_refresh_token(row.id)
-    row.previous_refresh_token_hash, row.refresh_token_hash = row.refresh_token_hash, new_digest
-    row.last_used_at = now
+    session.add(UsedRefreshToken(token_hash=row.refresh_token_hash, session_id=row.id, used_at=now))
+    row.refresh_token_hash, row.last_used_at = new_digest, now
     return Tokens(_access_token(settings, user.id, row.id, now), new_token, user)
+
+
+async def _revoke_if_reused(
+    session: AsyncSession, row: UserSession, secret: str, now: datetime
+) -> None:
+    used = await session.scalar(
+        select(UsedRefreshToken.session_id).where(
+            UsedRefreshToken.token_hash == tokens.digest(secret),
+            UsedRefreshToken.session_id == row.id,
+        )
+    )
+    if used is not None:
+        row.revoked_at = now
+        await session.commit()  # the revocation must stand although the request fails
+        raise SessionInvalid("Refresh token reuse detected; the session is revoked")
 
 
 async def authenticate(

@@ -53,7 +53,13 @@ def read_access_token(key: bytes, token: str, now: datetime) -> AccessClaims | N
             key,
             algorithms=[ALGORITHM],  # never "none", never an algorithm the token chooses
             audience=AUDIENCE,
-            options={"require": ["sub", "sid", "exp", "aud"], "verify_exp": False},
+            # Expiry is judged below against the server's clock, not the library's.
+            options={
+                "require": ["sub", "sid", "exp", "aud"],
+                "verify_exp": False,
+                "verify_iat": False,
+                "verify_nbf": False,
+            },
         )
         if claims["exp"] <= now.timestamp():
             return None

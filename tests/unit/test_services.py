@@ -123,9 +123,11 @@ def retry_after(api: Api, now: datetime) -> int:
 
 
 class TestRateLimit:
-    def test_allowed_without_bucket(self, api: Api) -> None:
+    def test_allowed_without_failures_and_nothing_counted(self, api: Api) -> None:
+        # The check holds the subject's bucket locked for the attempt; it counts nothing.
         allowed(api, T0)
-        assert api.count(RateLimitBucket) == 0
+        assert api.count(RateLimitBucket, RateLimitBucket.failures > 0) == 0
+        assert api.count(RateLimitBucket, RateLimitBucket.blocked_until.is_not(None)) == 0
 
     def test_allowed_below_max_failures(self, api: Api) -> None:
         fail(api, T0, times=LIMIT.max_failures - 1)

@@ -1,4 +1,4 @@
-"""user sessions rotate refresh tokens; mfa challenges
+"""used refresh tokens (reuse detection); mfa challenges
 
 Revision ID: 0002
 Revises: 0001
@@ -38,14 +38,29 @@ def upgrade() -> None:
         sa.UniqueConstraint("token_hash", name=op.f("uq_mfa_challenges_token_hash")),
     )
     op.create_index(op.f("ix_mfa_challenges_user_id"), "mfa_challenges", ["user_id"], unique=False)
-    op.add_column(
-        "user_sessions",
-        sa.Column("previous_refresh_token_hash", sa.String(length=64), nullable=True),
+    op.create_table(
+        "used_refresh_tokens",
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("session_id", sa.Uuid(), nullable=False),
+        sa.Column("used_at", nestauth.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["session_id"],
+            ["user_sessions.id"],
+            name=op.f("fk_used_refresh_tokens_session_id_user_sessions"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("token_hash", name=op.f("pk_used_refresh_tokens")),
+    )
+    op.create_index(
+        op.f("ix_used_refresh_tokens_session_id"),
+        "used_refresh_tokens",
+        ["session_id"],
+        unique=False,
     )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("user_sessions") as batch_op:
-        batch_op.drop_column("previous_refresh_token_hash")
+    op.drop_index(op.f("ix_used_refresh_tokens_session_id"), table_name="used_refresh_tokens")
+    op.drop_table("used_refresh_tokens")
     op.drop_index(op.f("ix_mfa_challenges_user_id"), table_name="mfa_challenges")
     op.drop_table("mfa_challenges")
