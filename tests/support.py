@@ -414,3 +414,22 @@ def wrong_otp(moment: datetime, *secrets: str) -> str:
     """A well-formed code that none of `secrets` accepts at `moment` (drift window included)."""
     taken = {totp_at(secret, moment, steps) for secret in secrets for steps in range(-3, 4)}
     return next(c for c in (f"{d}" * 6 for d in range(10)) if c not in taken)
+
+
+@dataclass
+class Signed:
+    id: str
+    email: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return bearer(self.token)
+
+
+def sign_in(api: Api, role: str = "owner") -> Signed:
+    """A bearer-only admin: the login cookie is dropped so it cannot stand in for the token."""
+    email = api.create_admin(role)
+    body = api.login(email)
+    api.client.cookies.clear()
+    return Signed(body["admin"]["id"], email, body["token"])

@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestauth.errors import TotpDeviceNotFound
-from nestauth.models import RecoveryCode, TotpDevice
+from nestauth.models import RecoveryCode, TotpDevice, User
 from nestauth.services import user_sessions, users
 from nestauth.services.audit import Actor, RequestMeta, record_action
 from nestauth.services.secrets import SecretBox
@@ -85,10 +85,7 @@ async def remove_user_device(
     if removed is None:
         raise TotpDeviceNotFound()
     remaining = await _count_verified_devices(session, user_id)
-    mfa_disabled = remaining == 0 and not mfa_required
-    if mfa_disabled:
-        user.is_mfa_enabled = False
-        await session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
+    mfa_disabled = await _apply_last_device_rule(session, user, remaining, mfa_required)
     revoked = await user_sessions.revoke_all(session, user_id, now) if revoke_sessions else 0
     await record_action(
         session,
@@ -108,6 +105,18 @@ async def remove_user_device(
         },
     )
     return DeviceRemoval(user_id, device_id, remaining, mfa_disabled, revoked)
+
+
+async def _apply_last_device_rule(
+    session: AsyncSession, user: User, remaining: int, mfa_required: bool
+) -> bool:
+    """With no verified device left and no MFA policy, MFA goes off with its recovery codes;
+    under a policy the user stays flagged and enrols again at the next login."""
+    if remaining or mfa_required:
+        return False
+    user.is_mfa_enabled = False
+    await session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    return True
 
 
 async def _count_verified_devices(session: AsyncSession, user_id: uuid.UUID) -> int:

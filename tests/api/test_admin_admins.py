@@ -3,34 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 
 import sqlalchemy as sa
 
 from nestauth.models import Admin, AdminSession, AuditEvent
-from tests.support import PASSWORD, Api, assert_error, bearer
+from tests.support import PASSWORD, Api, Signed, assert_error, sign_in
 
 URL = "/auth/admin/admins"
 NEW_PASSWORD = "a brand new admin password"
-
-
-@dataclass
-class Signed:
-    id: str
-    email: str
-    token: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return bearer(self.token)
-
-
-def sign_in(api: Api, role: str = "owner") -> Signed:
-    """A bearer-only admin: the login cookie is dropped so it cannot stand in for the token."""
-    email = api.create_admin(role)
-    body = api.login(email)
-    api.client.cookies.clear()
-    return Signed(body["admin"]["id"], email, body["token"])
 
 
 def me(api: Api, who: Signed):

@@ -3,35 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 
 from nestauth.models import AuditEvent
-from tests.support import PASSWORD, Api, assert_error, bearer, parse_time
+from tests.support import PASSWORD, Api, Signed, assert_error, parse_time, sign_in
 
 URL = "/auth/admin/api/audit-logs"
 EVENT_FIELDS = {
     "id", "occurredAt", "action", "actorType", "actorId", "actorEmail",
     "targetType", "targetId", "userId", "ip", "userAgent", "details",
 }  # fmt: skip
-
-
-@dataclass
-class Signed:
-    id: str
-    email: str
-    token: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return bearer(self.token)
-
-
-def sign_in(api: Api, role: str = "owner") -> Signed:
-    """A bearer-only admin: the login cookie is dropped so it cannot stand in for the token."""
-    email = api.create_admin(role)
-    body = api.login(email)
-    api.client.cookies.clear()
-    return Signed(body["admin"]["id"], email, body["token"])
 
 
 def logs(api: Api, who: Signed, query: str = "") -> dict:
