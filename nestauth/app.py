@@ -97,7 +97,7 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
 def _lifespan(runtime: Runtime) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
-        runtime.engine = db.create_engine(runtime.settings.database_url)
+        runtime.engine = db.create_engine(runtime.settings.database_url, runtime.settings)
         runtime.sessions = db.session_factory(runtime.engine)
         try:
             yield

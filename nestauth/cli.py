@@ -79,6 +79,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         log_level="info",
+        # SIGTERM: stop accepting, let in-flight requests finish, then exit within this bound.
+        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
     )
     return 0
 
@@ -117,7 +119,7 @@ def _read_password(from_stdin: bool) -> str:
 
 
 async def _insert_admin(settings: Settings, args: argparse.Namespace, password: str) -> str:
-    engine = db.create_engine(settings.database_url)
+    engine = db.create_engine(settings.database_url, settings)
     try:
         async with db.session_factory(engine)() as session, session.begin():
             admin = await admins.create_admin(
@@ -139,7 +141,7 @@ def _create_user(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _insert_user(settings: Settings, email: str, devices: int) -> dict[str, object]:
-    engine = db.create_engine(settings.database_url)
+    engine = db.create_engine(settings.database_url, settings)
     box = SecretBox(settings.secret_key)
     try:
         async with db.session_factory(engine)() as session, session.begin():

@@ -40,6 +40,11 @@ class Settings:
     mfa_max_failures: int = 5
     mfa_lock_seconds: int = 15 * 60
     totp_issuer: str = "nestauth"
+    db_connect_timeout_seconds: int = 5
+    db_statement_timeout_ms: int = 10_000
+    db_pool_size: int = 5
+    db_pool_timeout_seconds: int = 5
+    shutdown_timeout_seconds: int = 10
     validate_responses: bool = False
     var_dir: Path = field(default=Path("var"))
 
@@ -71,6 +76,11 @@ class Settings:
             mfa_max_failures=env.positive_int("NESTAUTH_MFA_MAX_FAILURES", 5),
             mfa_lock_seconds=env.positive_int("NESTAUTH_MFA_LOCK_SECONDS", 900),
             totp_issuer=env.text("NESTAUTH_TOTP_ISSUER", "nestauth") or "nestauth",
+            db_connect_timeout_seconds=env.positive_int("NESTAUTH_DB_CONNECT_TIMEOUT_SECONDS", 5),
+            db_statement_timeout_ms=env.positive_int("NESTAUTH_DB_STATEMENT_TIMEOUT_MS", 10000),
+            db_pool_size=env.positive_int("NESTAUTH_DB_POOL_SIZE", 5),
+            db_pool_timeout_seconds=env.positive_int("NESTAUTH_DB_POOL_TIMEOUT_SECONDS", 5),
+            shutdown_timeout_seconds=env.positive_int("NESTAUTH_SHUTDOWN_TIMEOUT_SECONDS", 10),
             validate_responses=env.boolean("NESTAUTH_VALIDATE_RESPONSES", False),
             var_dir=var_dir,
         )

@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from nestauth.config import Settings
+
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
@@ -39,14 +41,33 @@ def is_sqlite(url: URL | str) -> bool:
     return make_url(str(url) if isinstance(url, URL) else url).get_backend_name() == "sqlite"
 
 
-def create_engine(url: str, **options: Any) -> AsyncEngine:
+def create_engine(url: str, settings: Settings | None = None) -> AsyncEngine:
     target = async_url(url)
     if is_sqlite(target):
-        engine = create_async_engine(target, **options)
+        engine = create_async_engine(target)
         _configure_sqlite(engine)
         return engine
-    options.setdefault("pool_pre_ping", True)
-    return create_async_engine(target, **options)
+    limits = settings or Settings(database_url=url, secret_key="")
+    engine = create_async_engine(
+        target,
+        pool_pre_ping=True,  # a connection lost while idle is replaced, not handed out
+        pool_size=limits.db_pool_size,
+        pool_timeout=limits.db_pool_timeout_seconds,
+        connect_args={"connect_timeout": limits.db_connect_timeout_seconds},
+    )
+    _configure_postgresql(engine, limits.db_statement_timeout_ms)
+    return engine
+
+
+def _configure_postgresql(engine: AsyncEngine, statement_timeout_ms: int) -> None:
+    """No statement may hold a connection (and a request) longer than the limit."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"SET statement_timeout = {int(statement_timeout_ms)}")
+        cursor.close()
+        dbapi_connection.commit()
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

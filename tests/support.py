@@ -39,10 +39,16 @@ def database_backends() -> list[str]:
 @contextmanager
 def fresh_database(backend: str, tmp_dir: Path) -> Iterator[str]:
     """A migrated, empty database of its own: a file, or a PostgreSQL schema per run."""
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_dir / 'nestauth-test.db'}"
+    with empty_database(backend, tmp_dir) as url:
         migrations.upgrade(url)
         yield url
+
+
+@contextmanager
+def empty_database(backend: str, tmp_dir: Path) -> Iterator[str]:
+    """A database with no tables yet: a file, or a PostgreSQL schema dropped afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_dir / 'nestauth-test.db'}"
         return
     base = make_url(os.environ[PG_URL_ENV]).set(drivername="postgresql+psycopg")
     schema = f"nestauth_test_{uuid.uuid4().hex[:12]}"
@@ -50,10 +56,8 @@ def fresh_database(backend: str, tmp_dir: Path) -> Iterator[str]:
     with admin_engine.connect() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     url = base.update_query_dict({"options": f"-csearch_path={schema}"})
-    url_text = url.render_as_string(hide_password=False)
     try:
-        migrations.upgrade(url_text)
-        yield url_text
+        yield url.render_as_string(hide_password=False)
     finally:
         with admin_engine.connect() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -22,16 +25,36 @@ def alembic_config(database_url: str) -> Config:
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:
-    if db.is_sqlite(db.async_url(database_url)):
-        _ensure_sqlite_directory(database_url)
-    command.upgrade(alembic_config(database_url), revision)
+    """Safe from several processes at once: an advisory lock on PostgreSQL (in env.py),
+    a lock file beside an SQLite database."""
+    if not db.is_sqlite(db.async_url(database_url)):
+        command.upgrade(alembic_config(database_url), revision)
+        return
+    database = _ensure_sqlite_directory(database_url)
+    with _file_lock(Path(f"{database}.migrate-lock") if database else None):
+        command.upgrade(alembic_config(database_url), revision)
 
 
 def downgrade(database_url: str, revision: str) -> None:
     command.downgrade(alembic_config(database_url), revision)
 
 
-def _ensure_sqlite_directory(database_url: str) -> None:
+def _ensure_sqlite_directory(database_url: str) -> str | None:
     database = db.async_url(database_url).database
-    if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    if not database or database == ":memory:":
+        return None
+    Path(database).parent.mkdir(parents=True, exist_ok=True)
+    return database
+
+
+@contextmanager
+def _file_lock(path: Path | None) -> Iterator[None]:
+    if path is None:
+        yield
+        return
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from nestauth import db, migrations
 from nestauth.models import Base
+from tests.support import database_backends, empty_database
 
 
 def differences(url: str) -> list[object]:
@@ -35,4 +40,18 @@ class TestMigrations:
             assert set(sa.inspect(conn).get_table_names()) == {"alembic_version"}
         engine.dispose()
         migrations.upgrade(url)
+        assert differences(url) == []
+
+
+@pytest.mark.parametrize("backend", database_backends())
+def test_four_processes_can_upgrade_at_once(backend: str, tmp_path: Path) -> None:
+    with empty_database(backend, tmp_path) as url:
+        env = {**os.environ, "NESTAUTH_DATABASE_URL": url, "NESTAUTH_VAR_DIR": str(tmp_path)}
+        command = [sys.executable, "-m", "nestauth.cli", "db", "upgrade"]
+        upgrades = [
+            subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for _ in range(4)
+        ]
+        results = [(p.wait(timeout=120), p.stderr.read().decode()) for p in upgrades]  # type: ignore[union-attr]
+        assert [code for code, _ in results] == [0] * 4, results
         assert differences(url) == []
