@@ -64,10 +64,12 @@ class RequestContext:
             user_agent=agent[:512] if agent else None,
         )
 
-    @property
-    def operation_id(self) -> str | None:
-        routing = self.scope.get("extensions", {}).get("connexion_routing", {})
-        return routing.get("operation_id")
+
+def operation_id(scope: MutableMapping[str, Any]) -> str:
+    """The operation Connexion routed the request to. Read it from the scope a security
+    handler or handler receives: Connexion's router works on a copy of the server's scope."""
+    routing = scope.get("extensions", {}).get("connexion_routing", {})
+    return str(routing.get("operation_id") or "")
 
 
 def of_scope(scope: MutableMapping[str, Any]) -> RequestContext:

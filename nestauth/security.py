@@ -38,7 +38,7 @@ async def user_from_bearer(token: str, request: ConnexionRequest) -> dict[str, A
             ctx.session, ctx.settings, access_token=token, now=ctx.now()
         )
     except SessionInvalid:
-        if ctx.operation_id not in ctx.runtime.setup_token_operations:
+        if context.operation_id(request.scope) not in ctx.runtime.setup_token_operations:
             raise
         try:
             ctx.setup_challenge, ctx.user = await mfa.open_challenge(
@@ -73,9 +73,10 @@ async def _admin_principal(
     try:
         if via_cookie and request.method in UNSAFE_METHODS:
             _check_csrf(request, admin_session, ctx.settings.csrf_allowed_origins)
-        _check_role(admin, ctx.runtime.roles_by_operation.get(ctx.operation_id or ""))
+        operation = context.operation_id(request.scope)
+        _check_role(admin, ctx.runtime.roles_by_operation.get(operation))
     except ApiError as denied:
-        await _audit_denial(ctx, admin, admin_session, denied, request.method)
+        await _audit_denial(ctx, admin, admin_session, denied, request)
         raise
     ctx.admin = admin
     return {
@@ -91,13 +92,17 @@ async def _audit_denial(
     admin: Admin,
     admin_session: AdminSession,
     denied: ApiError,
-    method: str,
+    request: ConnexionRequest,
 ) -> None:
     """A refused action is recorded although the request fails, so it is committed here."""
     actor = AdminActor(admin.id, admin.email, admin.role, admin_session.id)
     await record_admin_action(
         ctx.session, actor=actor, meta=ctx.meta, now=ctx.now(), action="admin.access_denied",
-        details={"reason": denied.code, "operation": ctx.operation_id, "method": method},
+        details={
+            "reason": denied.code,
+            "operation": context.operation_id(request.scope),
+            "method": request.method,
+        },
     )  # fmt: skip
     await ctx.session.commit()
 
