@@ -32,3 +32,16 @@ def api(session_api: Api) -> Iterator[Api]:
     session_api.client.cookies.clear()
     yield session_api
     session_api.client.cookies.clear()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `postgresql_only` (a TCP link to cut, say) are not collected for SQLite."""
+    keep, drop = [], []
+    for item in items:
+        params = getattr(item, "callspec", None)
+        backend = params.params.get("database_url") if params else None
+        only_pg = item.get_closest_marker("postgresql_only") is not None
+        (drop if only_pg and backend != "postgresql" else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
