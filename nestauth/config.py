@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,15 +142,23 @@ class _Env:
 
 
 def _load_or_create_key_file(path: Path) -> str:
-    """The embedded default: a key generated on first run, readable by the owner only."""
-    if path.exists():
-        key = path.read_text().strip()
-        if len(key) < MIN_SECRET_KEY_LENGTH:
-            raise ConfigError("NESTAUTH_SECRET_KEY", f"key file {path} is too short")
-        return key
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key)
+    """The embedded default: a key generated on first run, readable by the owner only.
+
+    Several processes may start at once (`serve --workers N`): the key is written to a
+    private temporary file and linked into place atomically; a loser reads the winner's.
+    """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".secret-")  # mode 0600
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(temporary)
+    key = path.read_text().strip()
+    if len(key) < MIN_SECRET_KEY_LENGTH:
+        raise ConfigError("NESTAUTH_SECRET_KEY", f"key file {path} is too short")
     return key

@@ -126,3 +126,18 @@ class TestOrigins:
     @pytest.mark.parametrize("raw", ["console.example.com", "https://ok.example.com,ftp://x"])
     def test_bad_origin_names_variable(self, tmp_path: Path, raw: str) -> None:
         config_error(tmp_path, "NESTAUTH_CSRF_ALLOWED_ORIGINS", raw)
+
+
+def test_processes_starting_together_share_one_generated_key(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    code = "from nestauth.config import Settings; print(Settings.from_env().secret_key)"
+    env = {"NESTAUTH_VAR_DIR": str(tmp_path / "var"), "PATH": "/usr/bin:/bin"}
+    runs = [
+        subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]
+    keys = {run.communicate(timeout=60)[0].strip() for run in runs}
+    assert all(run.returncode == 0 for run in runs)
+    assert len(keys) == 1 and len(keys.pop()) >= 32

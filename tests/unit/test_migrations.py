@@ -55,3 +55,31 @@ def test_four_processes_can_upgrade_at_once(backend: str, tmp_path: Path) -> Non
         results = [(p.wait(timeout=120), p.stderr.read().decode()) for p in upgrades]  # type: ignore[union-attr]
         assert [code for code, _ in results] == [0] * 4, results
         assert differences(url) == []
+
+
+@pytest.mark.postgresql_only
+def test_postgresql_uses_native_uuid_json_and_timestamp_types(database_url: str) -> None:
+    engine = sa.create_engine(db.sync_url(database_url))
+    try:
+        with engine.connect() as conn:
+            columns = {
+                (table, column["name"]): type(column["type"]).__name__
+                for table in ("users", "audit_events", "totp_devices")
+                for column in sa.inspect(conn).get_columns(table)
+            }
+    finally:
+        engine.dispose()
+    assert columns[("users", "id")] == "UUID"
+    assert columns[("audit_events", "details")] == "JSONB"
+    assert columns[("users", "metadata")] == "JSONB"
+    assert columns[("totp_devices", "created_at")] == "TIMESTAMP"
+    with engine.connect() as conn:
+        timezone_aware = conn.scalar(
+            sa.text(
+                "SELECT data_type FROM information_schema.columns "
+                "WHERE table_name = 'totp_devices' AND column_name = 'created_at' "
+                "AND table_schema = current_schema()"
+            )
+        )
+    engine.dispose()
+    assert timezone_aware == "timestamp with time zone"
