@@ -31,16 +31,17 @@ class TestMigrations:
     def test_migrated_schema_matches_the_models(self, database_url: str) -> None:
         assert differences(database_url) == []
 
-    def test_downgrade_then_upgrade_round_trips(self, tmp_path: Path) -> None:
-        url = f"sqlite:///{tmp_path / 'round-trip.db'}"
-        migrations.upgrade(url)
-        migrations.downgrade(url, "base")
-        engine = sa.create_engine(db.sync_url(url))
-        with engine.connect() as conn:
-            assert set(sa.inspect(conn).get_table_names()) == {"alembic_version"}
-        engine.dispose()
-        migrations.upgrade(url)
-        assert differences(url) == []
+    @pytest.mark.parametrize("backend", database_backends())
+    def test_downgrade_then_upgrade_round_trips(self, backend: str, tmp_path: Path) -> None:
+        with empty_database(backend, tmp_path) as url:
+            migrations.upgrade(url)
+            migrations.downgrade(url, "base")
+            engine = sa.create_engine(db.sync_url(url))
+            with engine.connect() as conn:
+                assert set(sa.inspect(conn).get_table_names()) == {"alembic_version"}
+            engine.dispose()
+            migrations.upgrade(url)
+            assert differences(url) == []
 
 
 @pytest.mark.parametrize("backend", database_backends())
