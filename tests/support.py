@@ -344,8 +344,7 @@ class MfaUser:
 
 def mid_step(moment: datetime | None = None) -> datetime:
     """The middle of a 30-second TOTP step, so a frozen clock is never one second from a step
-    boundary. By default an hour back: any moment a test moves to within the hour is still
-    not after the wall clock, which PyJWT consults for `iat` (see test_user_auth)."""
+    boundary. By default an hour back, so moves of up to an hour stay in the past."""
     moment = moment or datetime.now(UTC) - timedelta(hours=1)
     start = int(moment.timestamp()) // 30 * 30
     return datetime.fromtimestamp(start + 15, UTC)

@@ -7,20 +7,18 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select, text, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestauth.errors import (
     AdminBootstrapClosed,
     AdminNotFound,
     AdminSecretInvalid,
-    EmailAlreadyExists,
     LastOwner,
 )
 from nestauth.models import Admin, AdminSession
 from nestauth.services import passwords
 from nestauth.services.audit import AdminActor, RequestMeta, record_admin_action, record_event
-from nestauth.services.emails import normalize_email
+from nestauth.services.emails import flush_unique_email, normalize_email
 from nestauth.services.pagination import Page, paginate
 from nestauth.services.tokens import same_secret
 
@@ -38,11 +36,7 @@ async def create_admin(
         password_hash=await passwords.hash_password(password),
     )
     session.add(admin)
-    try:
-        async with session.begin_nested():
-            await session.flush()
-    except IntegrityError:
-        raise EmailAlreadyExists() from None
+    await flush_unique_email(session)
     return admin
 
 

@@ -45,9 +45,7 @@ async def record_admin_action(
     session: AsyncSession, *, actor: AdminActor, **event: Any
 ) -> AuditEvent:
     """An event whose actor is a signed-in admin; `event` as for record_event."""
-    return await record_event(
-        session, actor_type="admin", actor_id=actor.admin_id, actor_email=actor.email, **event
-    )
+    return await record_action(session, actor=actor.actor, **event)
 
 
 async def record_action(session: AsyncSession, *, actor: Actor, **event: Any) -> AuditEvent:

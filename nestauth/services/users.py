@@ -8,14 +8,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, exists, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from nestauth.errors import EmailAlreadyExists, UserNotFound
+from nestauth.errors import UserNotFound
 from nestauth.models import RecoveryCode, TotpDevice, User, UserSession
 from nestauth.services import passwords, user_sessions
 from nestauth.services.audit import AdminActor, RequestMeta, record_admin_action
-from nestauth.services.emails import normalize_email
+from nestauth.services.emails import flush_unique_email, normalize_email
 from nestauth.services.pagination import Page, escape_like, paginate
 
 STATUS_FILTERS = {
@@ -62,16 +61,8 @@ async def create_user(
         metadata_=metadata,
     )
     session.add(user)
-    await _flush_unique_email(session)
+    await flush_unique_email(session)
     return user
-
-
-async def _flush_unique_email(session: AsyncSession) -> None:
-    try:
-        async with session.begin_nested():
-            await session.flush()
-    except IntegrityError:
-        raise EmailAlreadyExists() from None
 
 
 async def get_user(session: AsyncSession, user_id: uuid.UUID, *, lock: bool = False) -> User:
@@ -129,7 +120,7 @@ async def update_user(
     if "password" in changes:
         user.password_hash = await passwords.hash_password(changes["password"])
         changed.append("password")
-    await _flush_unique_email(session)
+    await flush_unique_email(session)
     ends_sessions = "password" in changed or ("isActive" in changed and not user.is_active)
     revoked = await user_sessions.revoke_all(session, user_id, now) if ends_sessions else 0
     await record_admin_action(
