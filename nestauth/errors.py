@@ -236,9 +236,9 @@ def http_exception_handler(known_routes: KnownRoutes) -> Any:
         raw_path = request.scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0]
         if status == 404 and known_routes.matches(request.method, raw_path):
             return _response(400, "VALIDATION_FAILED", "Invalid path parameter")
-        if status == 405 and known_routes.allowed_methods(raw_path):
+        allowed = known_routes.allowed_methods(raw_path) if status == 405 else set()
+        if allowed:
             # Connexion routes each operation apart, so its Allow names one operation only.
-            allowed = known_routes.allowed_methods(raw_path)
             headers["Allow"] = ", ".join(sorted(m.upper() for m in allowed))
         return _response(status, FRAMEWORK_CODES[status], message, headers=headers)
 

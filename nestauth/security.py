@@ -78,7 +78,7 @@ async def _admin_principal(
     except ApiError as denied:
         await _audit_denial(ctx, admin, admin_session, denied, request)
         raise
-    ctx.admin = admin
+    ctx.admin, ctx.admin_session_id = admin, admin_session.id
     return {
         "sub": str(admin.id),
         "email": admin.email,

@@ -6,7 +6,6 @@ import uuid
 from typing import Any
 
 from nestauth import context
-from nestauth.handlers.admin_users import actor_from
 from nestauth.handlers.views import admin_view, page_view
 from nestauth.services import admins
 
@@ -16,27 +15,27 @@ async def list_admins(*, page: int = 1, limit: int = 20) -> dict[str, Any]:
     return page_view(await admins.list_admins(ctx.session, page=page, limit=limit), admin_view)
 
 
-async def create_admin(*, body: dict[str, Any], token_info: dict[str, Any]) -> tuple[dict, int]:
+async def create_admin(*, body: dict[str, Any]) -> tuple[dict, int]:
     ctx = context.current()
     admin = await admins.add_admin(
         ctx.session, email=body["email"], password=body["password"], role=body["role"],
-        name=body.get("name"), actor=actor_from(token_info), meta=ctx.meta, now=ctx.now(),
+        name=body.get("name"), actor=ctx.admin_actor, meta=ctx.meta, now=ctx.now(),
     )  # fmt: skip
     return {"admin": admin_view(admin)}, 201
 
 
-async def update_admin(*, id_: str, body: dict[str, Any], token_info: dict[str, Any]) -> dict:
+async def update_admin(*, id_: str, body: dict[str, Any]) -> dict:
     ctx = context.current()
     admin = await admins.update_admin(
         ctx.session, uuid.UUID(id_), body,
-        actor=actor_from(token_info), meta=ctx.meta, now=ctx.now(),
+        actor=ctx.admin_actor, meta=ctx.meta, now=ctx.now(),
     )  # fmt: skip
     return {"admin": admin_view(admin)}
 
 
-async def delete_admin(*, id_: str, token_info: dict[str, Any]) -> dict[str, Any]:
+async def delete_admin(*, id_: str) -> dict[str, Any]:
     ctx = context.current()
     await admins.delete_admin(
-        ctx.session, uuid.UUID(id_), actor=actor_from(token_info), meta=ctx.meta, now=ctx.now()
+        ctx.session, uuid.UUID(id_), actor=ctx.admin_actor, meta=ctx.meta, now=ctx.now()
     )
     return {"message": "Admin deleted successfully", "adminId": id_}

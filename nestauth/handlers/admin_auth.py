@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from starlette.responses import JSONResponse
@@ -63,9 +62,9 @@ async def log_in_admin(*, body: dict[str, Any]) -> JSONResponse:
     return response
 
 
-async def log_out_admin(*, token_info: dict[str, Any]) -> JSONResponse:
+async def log_out_admin() -> JSONResponse:
     ctx = context.current()
-    await admin_sessions.revoke(ctx.session, uuid.UUID(token_info["session_id"]), ctx.now())
+    await admin_sessions.revoke(ctx.session, ctx.admin_actor.session_id, ctx.now())
     response = JSONResponse({"message": "Logged out"})
     for name in (SESSION_COOKIE, CSRF_COOKIE):
         response.delete_cookie(name, path=COOKIE_PATH, secure=ctx.settings.cookie_secure)

@@ -6,7 +6,6 @@ import uuid
 from typing import Any
 
 from nestauth import context
-from nestauth.handlers.admin_users import actor_from
 from nestauth.handlers.views import session_view
 from nestauth.services import user_sessions, users
 
@@ -18,20 +17,18 @@ async def list_user_sessions(*, id_: str) -> dict[str, Any]:
     return {"data": [session_view(s) for s in live]}
 
 
-async def revoke_user_sessions(*, id_: str, token_info: dict[str, Any]) -> dict[str, Any]:
+async def revoke_user_sessions(*, id_: str) -> dict[str, Any]:
     ctx = context.current()
     revoked = await users.revoke_sessions(
-        ctx.session, uuid.UUID(id_), actor=actor_from(token_info), meta=ctx.meta, now=ctx.now()
+        ctx.session, uuid.UUID(id_), actor=ctx.admin_actor, meta=ctx.meta, now=ctx.now()
     )
     return {"message": "Sessions revoked", "userId": id_, "sessionsRevoked": revoked}
 
 
-async def revoke_user_session(
-    *, id_: str, session_id: str, token_info: dict[str, Any]
-) -> dict[str, Any]:
+async def revoke_user_session(*, id_: str, session_id: str) -> dict[str, Any]:
     ctx = context.current()
     await users.revoke_session(
         ctx.session, uuid.UUID(id_), uuid.UUID(session_id),
-        actor=actor_from(token_info), meta=ctx.meta, now=ctx.now(),
+        actor=ctx.admin_actor, meta=ctx.meta, now=ctx.now(),
     )  # fmt: skip
     return {"message": "Session revoked", "userId": id_, "sessionId": session_id}

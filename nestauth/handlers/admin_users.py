@@ -8,16 +8,6 @@ from typing import Any
 from nestauth import context
 from nestauth.handlers.views import device_view, page_view, session_view, user_view
 from nestauth.services import totp_devices, users
-from nestauth.services.audit import AdminActor
-
-
-def actor_from(token_info: dict[str, Any]) -> AdminActor:
-    return AdminActor(
-        admin_id=uuid.UUID(token_info["sub"]),
-        email=token_info["email"],
-        role=token_info["role"],
-        session_id=uuid.UUID(token_info["session_id"]),
-    )
 
 
 async def list_users(
@@ -30,10 +20,10 @@ async def list_users(
     return page_view(found, user_view)
 
 
-async def create_user(*, body: dict[str, Any], token_info: dict[str, Any]) -> tuple[dict, int]:
+async def create_user(*, body: dict[str, Any]) -> tuple[dict, int]:
     ctx = context.current()
     user = await users.add_user(
-        ctx.session, body, actor=actor_from(token_info), meta=ctx.meta, now=ctx.now()
+        ctx.session, body, actor=ctx.admin_actor, meta=ctx.meta, now=ctx.now()
     )
     return {"user": user_view(user)}, 201
 
@@ -52,21 +42,19 @@ async def get_user(*, id_: str) -> dict[str, Any]:
     }
 
 
-async def update_user(
-    *, id_: str, body: dict[str, Any], token_info: dict[str, Any]
-) -> dict[str, Any]:
+async def update_user(*, id_: str, body: dict[str, Any]) -> dict[str, Any]:
     ctx = context.current()
     user = await users.update_user(
         ctx.session, uuid.UUID(id_), body,
-        actor=actor_from(token_info), meta=ctx.meta, now=ctx.now(),
+        actor=ctx.admin_actor, meta=ctx.meta, now=ctx.now(),
     )  # fmt: skip
     return {"user": user_view(user)}
 
 
-async def delete_user(*, id_: str, token_info: dict[str, Any]) -> dict[str, Any]:
+async def delete_user(*, id_: str) -> dict[str, Any]:
     ctx = context.current()
     await users.delete_user(
-        ctx.session, uuid.UUID(id_), actor=actor_from(token_info), meta=ctx.meta, now=ctx.now()
+        ctx.session, uuid.UUID(id_), actor=ctx.admin_actor, meta=ctx.meta, now=ctx.now()
     )
     return {"message": "User deleted successfully", "userId": id_}
 
@@ -78,7 +66,7 @@ async def list_user_totp_devices(*, id_: str) -> dict[str, Any]:
 
 
 async def delete_user_totp_device(
-    *, id_: str, device_id: str, token_info: dict[str, Any], revoke_sessions: bool = False
+    *, id_: str, device_id: str, revoke_sessions: bool = False
 ) -> dict[str, Any]:
     ctx = context.current()
     removal = await totp_devices.remove_user_device(
@@ -87,7 +75,7 @@ async def delete_user_totp_device(
         device_id=uuid.UUID(device_id),
         revoke_sessions=revoke_sessions,
         mfa_required=ctx.settings.mfa_required,
-        actor=actor_from(token_info).actor,
+        actor=ctx.admin_actor.actor,
         meta=ctx.meta,
         now=ctx.now(),
     )

@@ -7,7 +7,6 @@ from typing import Any
 from nestauth import context
 from nestauth.handlers.views import user_view
 from nestauth.services import user_auth as auth
-from nestauth.services import user_sessions
 from nestauth.services.user_auth import Tokens
 
 
@@ -67,14 +66,14 @@ async def refresh_tokens(*, body: dict[str, Any]) -> dict[str, Any]:
 async def log_out_user() -> dict[str, Any]:
     ctx = context.current()
     assert ctx.user_session is not None
-    ctx.user_session.revoked_at = ctx.now()
+    auth.log_out(ctx.user_session, ctx.now())
     return {"message": "Logged out"}
 
 
 async def log_out_user_everywhere() -> dict[str, Any]:
     ctx = context.current()
     assert ctx.user is not None
-    revoked = await user_sessions.revoke_all(ctx.session, ctx.user.id, ctx.now())
+    revoked = await auth.log_out_everywhere(ctx.session, ctx.user.id, ctx.now())
     return {"message": f"Logged out of {revoked} session(s)"}
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from nestauth.config import Settings
 from nestauth.errors import InvalidCredentials, SessionExpired, SessionInvalid
 from nestauth.models import Admin, AdminSession
-from nestauth.services import passwords, ratelimit, tokens
+from nestauth.services import credentials, ratelimit, tokens
 from nestauth.services.audit import RequestMeta, record_event
 from nestauth.services.emails import normalize_email
 
@@ -47,11 +47,9 @@ async def log_in(
 ) -> IssuedSession:
     """One answer for an unknown email and a wrong password, in similar time (ASVS 2.2.x)."""
     normalized = normalize_email(email)
-    limit = login_limit(settings)
-    await ratelimit.ensure_allowed(session, limit, normalized, now)
     admin = await session.scalar(select(Admin).where(Admin.email == normalized))
-    if not await passwords.verify_password(admin.password_hash if admin else None, password):
-        await ratelimit.record_failure(session, limit, normalized, now)
+    limit = login_limit(settings)
+    if not await credentials.check_password(session, limit, normalized, admin, password, now):
         await record_event(
             session, action="admin.login_failed", actor_type="anonymous", actor_id=None,
             actor_email=normalized, meta=meta, now=now, target_type="admin",
@@ -61,9 +59,6 @@ async def log_in(
         await session.commit()
         raise InvalidCredentials()
     assert admin is not None
-    await ratelimit.clear(session, limit, normalized)
-    if passwords.needs_rehash(admin.password_hash):
-        admin.password_hash = await passwords.hash_password(password)
     return await _issue(session, settings, admin, meta, now)
 
 

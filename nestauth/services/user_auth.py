@@ -12,7 +12,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from nestauth.config import Settings
 from nestauth.errors import InvalidCredentials, SessionInvalid
 from nestauth.models import UsedRefreshToken, User, UserSession
-from nestauth.services import mfa, passwords, ratelimit, tokens, user_sessions, user_tokens, users
+from nestauth.services import (
+    credentials,
+    mfa,
+    ratelimit,
+    tokens,
+    user_sessions,
+    user_tokens,
+    users,
+)
 from nestauth.services.audit import RequestMeta
 from nestauth.services.emails import normalize_email
 
@@ -57,17 +65,15 @@ async def check_password(
     """One answer for an unknown email, a wrong password and a deactivated account, in
     similar time (ASVS 2.2.x, no account enumeration)."""
     normalized = normalize_email(email)
-    limit = login_limit(settings)
-    await ratelimit.ensure_allowed(session, limit, normalized, now)
     user = await session.scalar(select(User).where(User.email == normalized))
-    hashed = user.password_hash if user else None
-    if not await passwords.verify_password(hashed, password) or not (user and user.is_active):
-        await ratelimit.record_failure(session, limit, normalized, now)
+    usable = user is not None and user.is_active
+    limit = login_limit(settings)
+    if not await credentials.check_password(
+        session, limit, normalized, user, password, now, usable=usable
+    ):
         await session.commit()  # the failure counts although the request fails
         raise InvalidCredentials()
-    await ratelimit.clear(session, limit, normalized)
-    if hashed and passwords.needs_rehash(hashed):
-        user.password_hash = await passwords.hash_password(password)
+    assert user is not None
     return user
 
 
@@ -166,12 +172,12 @@ async def authenticate(
     return Principal(user=user, session=user_session)
 
 
-async def log_out(session: AsyncSession, principal: Principal, now: datetime) -> None:
-    principal.session.revoked_at = now
+def log_out(user_session: UserSession, now: datetime) -> None:
+    user_session.revoked_at = now
 
 
-async def log_out_everywhere(session: AsyncSession, principal: Principal, now: datetime) -> int:
-    return await user_sessions.revoke_all(session, principal.user.id, now)
+async def log_out_everywhere(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> int:
+    return await user_sessions.revoke_all(session, user_id, now)
 
 
 @dataclass(frozen=True)

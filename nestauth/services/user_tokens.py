@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 import jwt
 from cryptography.hazmat.primitives import hashes
@@ -26,8 +27,10 @@ class AccessClaims:
     session_id: uuid.UUID
 
 
+@lru_cache(maxsize=4)
 def signing_key(server_key: str) -> bytes:
-    """A key of its own, so that nothing else signed with the server key passes as a token."""
+    """A key of its own, so that nothing else signed with the server key passes as a token.
+    Derived once per server key, not on every authenticated request."""
     hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"nestauth access v1")
     return hkdf.derive(server_key.encode())
 

@@ -1,0 +1,34 @@
+"""The password step of a login, shared by admins and users: limited, uniform, upgraded."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nestauth.models import Admin, User
+from nestauth.services import passwords, ratelimit
+
+
+async def check_password(
+    session: AsyncSession,
+    limit: ratelimit.Limit,
+    subject: str,
+    account: Admin | User | None,
+    password: str,
+    now: datetime,
+    *,
+    usable: bool = True,
+) -> bool:
+    """True when the password is right and the account `usable`. An unknown account still
+    pays for one verification: the same answer in similar time (ASVS 2.2.x). A failure is
+    counted against `subject`; a success clears the count and upgrades an old hash."""
+    await ratelimit.ensure_allowed(session, limit, subject, now)
+    hashed = account.password_hash if account else None
+    if not await passwords.verify_password(hashed, password) or not usable:
+        await ratelimit.record_failure(session, limit, subject, now)
+        return False
+    await ratelimit.clear(session, limit, subject)
+    if account is not None and hashed and passwords.needs_rehash(hashed):
+        account.password_hash = await passwords.hash_password(password)
+    return True
