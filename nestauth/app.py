@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,11 @@ def _lifespan(runtime: Runtime) -> Any:
     async def lifespan(_app: Any) -> AsyncIterator[None]:
         runtime.engine = db.create_engine(runtime.settings.database_url, runtime.settings)
         runtime.sessions = db.session_factory(runtime.engine)
+        # What is loaded by now (the spec, its validators, the mappings) lives as long as
+        # the process: out of the collector's sight, a full collection no longer walks it
+        # in the middle of a request.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

@@ -13,7 +13,9 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from nestauth import sqlite_inline
 from nestauth.config import Settings
+from nestauth.fair_pool import FairAsyncQueuePool
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -43,11 +45,22 @@ def is_sqlite(url: URL | str) -> bool:
 
 def create_engine(url: str, settings: Settings | None = None) -> AsyncEngine:
     target = async_url(url)
+    limits = settings or Settings(database_url=url, secret_key="")
     if is_sqlite(target):
-        engine = create_async_engine(target)
+        # One connection: SQLite has a single writer, and requests then queue in order on
+        # the pool instead of polling the file lock (see nestauth.sqlite_inline).
+        engine = create_async_engine(
+            target,
+            async_creator=sqlite_inline.creator(
+                target.database or ":memory:", SQLITE_BUSY_TIMEOUT_MS
+            ),
+            poolclass=FairAsyncQueuePool,
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=limits.db_pool_timeout_seconds,
+        )
         _configure_sqlite(engine)
         return engine
-    limits = settings or Settings(database_url=url, secret_key="")
     engine = create_async_engine(
         target,
         pool_pre_ping=True,  # a connection lost while idle is replaced, not handed out
@@ -71,25 +84,15 @@ def _configure_postgresql(engine: AsyncEngine, statement_timeout_ms: int) -> Non
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
-    """WAL, foreign keys, and BEGIN IMMEDIATE.
-
-    SQLite cannot upgrade a read transaction to a write one while another writer is active
-    (it fails at once with SQLITE_BUSY instead of waiting); taking the write lock at BEGIN
-    makes concurrent requests queue on busy_timeout instead. SQLAlchemy's documented recipe.
-    """
+    """WAL and foreign keys; autocommit, BEGIN IMMEDIATE and busy handling live in
+    nestauth.sqlite_inline."""
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.close()
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

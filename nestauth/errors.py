@@ -194,11 +194,13 @@ def _first_line(text: object) -> str:
     return lines[0] if lines else ""
 
 
-def handle_api_error(_request: ConnexionRequest, exc: ApiError) -> ConnexionResponse:
+# The handlers are coroutines: Connexion runs a plain function in a worker thread, a thread
+# hop for every error response.
+async def handle_api_error(_request: ConnexionRequest, exc: ApiError) -> ConnexionResponse:
     return _response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
 
 
-def handle_problem(_request: ConnexionRequest, exc: ProblemException) -> ConnexionResponse:
+async def handle_problem(_request: ConnexionRequest, exc: ProblemException) -> ConnexionResponse:
     status = exc.status if exc.status in FRAMEWORK_CODES else 400
     message = _first_line(exc.detail) or _first_line(exc.title) or HTTPStatus(status).phrase
     return _response(status, FRAMEWORK_CODES[status], message, headers=exc.headers)
@@ -229,7 +231,9 @@ class KnownRoutes:
 
 
 def http_exception_handler(known_routes: KnownRoutes) -> Any:
-    def handle_http_exception(request: ConnexionRequest, exc: HTTPException) -> ConnexionResponse:
+    async def handle_http_exception(
+        request: ConnexionRequest, exc: HTTPException
+    ) -> ConnexionResponse:
         status = exc.status_code if exc.status_code in FRAMEWORK_CODES else 400
         headers = dict(exc.headers or {})  # keeps Allow on 405
         message = _first_line(exc.detail) or HTTPStatus(status).phrase
@@ -245,7 +249,7 @@ def http_exception_handler(known_routes: KnownRoutes) -> Any:
     return handle_http_exception
 
 
-def handle_unexpected(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+async def handle_unexpected(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
     if is_database_unavailable(exc):
         log.warning("database unavailable: %s", type(exc).__name__)
         return _response(503, ServiceUnavailable.code, ServiceUnavailable.message)

@@ -88,21 +88,29 @@ class TransactionMiddleware:
             return
         async with self.runtime.sessions() as session:
             scope[SCOPE_KEY] = RequestContext(self.runtime, session, scope)
-            replaced = False
+            try:
+                await self._handle(session, scope, receive, send)
+            finally:
+                # The context refers to the scope that holds it: without this cut, the
+                # request's session and objects would wait for the cycle collector.
+                del scope[SCOPE_KEY]
 
-            async def send_after_commit(message: Message) -> None:
-                nonlocal replaced
-                if replaced:
+    async def _handle(self, session: Any, scope: Scope, receive: Receive, send: Send) -> None:
+        replaced = False
+
+        async def send_after_commit(message: Message) -> None:
+            nonlocal replaced
+            if replaced:
+                return
+            if message["type"] == "http.response.start":
+                failure = await _finish(session, message["status"])
+                if failure is not None:
+                    replaced = True
+                    await _send_envelope(send, *failure)
                     return
-                if message["type"] == "http.response.start":
-                    failure = await _finish(session, message["status"])
-                    if failure is not None:
-                        replaced = True
-                        await _send_envelope(send, *failure)
-                        return
-                await send(message)
+            await send(message)
 
-            await self.app(scope, receive, send_after_commit)
+        await self.app(scope, receive, send_after_commit)
 
 
 async def _finish(session: Any, status: int) -> tuple[int, str, str] | None:

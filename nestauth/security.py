@@ -6,6 +6,7 @@ Connexion validates the request only after these pass.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from connexion.lifecycle import ConnexionRequest
@@ -123,3 +124,13 @@ def _check_role(admin: Admin, required_role: str | None) -> None:
     needed = ROLE_RANK[required_role] if required_role else ROLE_RANK["owner"]
     if ROLE_RANK.get(admin.role, -1) < needed:
         raise MissingPermissions()
+
+
+def _remember_signatures(*functions: Any) -> None:
+    """Connexion reads a security function's signature on every request; a stored
+    __signature__ is handed back without inspecting the function again."""
+    for function in functions:
+        function.__signature__ = inspect.signature(function)
+
+
+_remember_signatures(user_from_bearer, admin_from_cookie, admin_from_bearer)

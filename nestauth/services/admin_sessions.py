@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestauth.config import Settings
@@ -18,6 +18,12 @@ from nestauth.services.emails import normalize_email
 # Writing last_seen_at on every request would turn each read into a write; a minute of
 # slack on a 30-minute idle limit is immaterial.
 TOUCH_INTERVAL = timedelta(seconds=60)
+# Built once: a statement's construction and cache key cost more than its execution.
+_SESSION_BY_TOKEN = (
+    select(AdminSession, Admin)
+    .join(Admin, Admin.id == AdminSession.admin_id)
+    .where(AdminSession.token_hash == bindparam("token_hash"))
+)
 
 
 @dataclass(frozen=True)
@@ -87,13 +93,7 @@ async def authenticate(
     session: AsyncSession, settings: Settings, *, token: str, now: datetime
 ) -> tuple[AdminSession, Admin]:
     """The live session behind a token, or SESSION_INVALID / SESSION_EXPIRED."""
-    row = (
-        await session.execute(
-            select(AdminSession, Admin)
-            .join(Admin, Admin.id == AdminSession.admin_id)
-            .where(AdminSession.token_hash == tokens.digest(token))
-        )
-    ).first()
+    row = (await session.execute(_SESSION_BY_TOKEN, {"token_hash": tokens.digest(token)})).first()
     if row is None:
         raise SessionInvalid()
     admin_session, admin = row
@@ -103,7 +103,10 @@ async def authenticate(
     if now >= admin_session.expires_at or now >= idle_limit:
         raise SessionExpired()
     if now - admin_session.last_seen_at >= TOUCH_INTERVAL:
+        # Committed at once (authentication comes before any change of the request): a
+        # request that fails is activity too, and its rollback must not undo the touch.
         admin_session.last_seen_at = now
+        await session.commit()
     return admin_session, admin
 
 

@@ -21,12 +21,17 @@ async def check_password(
     usable: bool = True,
 ) -> bool:
     """True when the password is right and the account `usable`. An unknown account still
-    pays for one verification: the same answer in similar time (ASVS 2.2.x). A failure is
-    counted against `subject`; a success clears the count and upgrades an old hash."""
+    pays for one verification: the same answer in similar time (ASVS 2.2.x).
+
+    The attempt is counted as a failure and committed before the hash is checked, so no
+    transaction (on SQLite: the database's one writer) waits on argon2, and parallel
+    guesses can never outrun the limit; a success then clears the count and upgrades an
+    old hash."""
     await ratelimit.ensure_allowed(session, limit, subject, now)
+    await ratelimit.record_failure(session, limit, subject, now)
+    await session.commit()
     hashed = account.password_hash if account else None
     if not await passwords.verify_password(hashed, password) or not usable:
-        await ratelimit.record_failure(session, limit, subject, now)
         return False
     await ratelimit.clear(session, limit, subject)
     if account is not None and hashed and passwords.needs_rehash(hashed):

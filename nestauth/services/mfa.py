@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import NoReturn
 
 import segno
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestauth.config import Settings
@@ -25,6 +25,13 @@ log = logging.getLogger("nestauth.mfa")
 MAX_DEVICES = 10
 RECOVERY_CODES = 10
 RECOVERY_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud safely
+# Built once: a statement's construction and cache key cost more than its execution.
+_CHALLENGE_BY_TOKEN = select(MfaChallenge).where(MfaChallenge.token_hash == bindparam("token_hash"))
+_CLOSE_CHALLENGE = (
+    update(MfaChallenge)
+    .where(MfaChallenge.id == bindparam("challenge_id"), MfaChallenge.used_at.is_(None))
+    .values(used_at=bindparam("now"))
+)
 
 
 @dataclass(frozen=True)
@@ -61,9 +68,7 @@ async def issue_challenge(
 async def open_challenge(
     session: AsyncSession, token: str, purpose: str, now: datetime
 ) -> tuple[MfaChallenge, User]:
-    challenge = await session.scalar(
-        select(MfaChallenge).where(MfaChallenge.token_hash == tokens.digest(token))
-    )
+    challenge = await session.scalar(_CHALLENGE_BY_TOKEN, {"token_hash": tokens.digest(token)})
     if (
         challenge is None
         or challenge.purpose != purpose
@@ -79,11 +84,7 @@ async def open_challenge(
 
 async def close_challenge(session: AsyncSession, challenge: MfaChallenge, now: datetime) -> None:
     """Single use, even for two requests racing with two valid codes."""
-    result = await session.execute(
-        update(MfaChallenge)
-        .where(MfaChallenge.id == challenge.id, MfaChallenge.used_at.is_(None))
-        .values(used_at=now)
-    )
+    result = await session.execute(_CLOSE_CHALLENGE, {"challenge_id": challenge.id, "now": now})
     if not result.rowcount:  # type: ignore[attr-defined]
         raise MfaTokenInvalid()
 

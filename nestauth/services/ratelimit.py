@@ -11,13 +11,22 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestauth.errors import RateLimited
 from nestauth.models import RateLimitBucket
+
+# Built once: a statement's construction and cache key cost more than its execution.
+_LOCKED_BUCKET = (
+    select(RateLimitBucket)
+    .where(RateLimitBucket.key == bindparam("key"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+_CLEAR_BUCKET = delete(RateLimitBucket).where(RateLimitBucket.key == bindparam("key"))
 
 
 @dataclass(frozen=True)
@@ -46,8 +55,7 @@ async def _locked_bucket(session: AsyncSession, key: str, now: datetime) -> Rate
         .values(key=key, failures=0, window_started_at=now)
         .on_conflict_do_nothing(index_elements=["key"])
     )
-    query = select(RateLimitBucket).where(RateLimitBucket.key == key).with_for_update()
-    return (await session.execute(query.execution_options(populate_existing=True))).scalar_one()
+    return (await session.execute(_LOCKED_BUCKET, {"key": key})).scalar_one()
 
 
 async def record_failure(session: AsyncSession, limit: Limit, subject: str, now: datetime) -> None:
@@ -62,7 +70,7 @@ async def record_failure(session: AsyncSession, limit: Limit, subject: str, now:
 
 
 async def clear(session: AsyncSession, limit: Limit, subject: str) -> None:
-    await session.execute(delete(RateLimitBucket).where(RateLimitBucket.key == limit.key(subject)))
+    await session.execute(_CLEAR_BUCKET, {"key": limit.key(subject)})
 
 
 def _seconds_until(moment: datetime, now: datetime) -> int:

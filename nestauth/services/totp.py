@@ -6,13 +6,22 @@ import hmac
 from datetime import datetime
 
 import pyotp
-from sqlalchemy import or_, update
+from sqlalchemy import bindparam, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestauth.models import TotpDevice
 
 STEP_SECONDS = 30
 DRIFT_STEPS = 1  # RFC 6238 §5.2: allow one step either side for clock drift
+# Built once: a statement's construction and cache key cost more than its execution.
+_CLAIM_STEP = (
+    update(TotpDevice)
+    .where(
+        TotpDevice.id == bindparam("device_id"),
+        or_(TotpDevice.last_used_step.is_(None), TotpDevice.last_used_step < bindparam("step")),
+    )
+    .values(last_used_step=bindparam("step"), last_used_at=bindparam("now"))
+)
 
 
 def otpauth_url(secret: str, account: str, issuer: str) -> str:
@@ -33,12 +42,5 @@ def matching_step(secret: str, code: str, now: datetime) -> int | None:
 async def claim_step(session: AsyncSession, device_id: object, step: int, now: datetime) -> bool:
     """Records the step as used unless it, or a later one, was used before: each code is
     accepted once per device (RFC 6238 §5.2), even by two requests at the same moment."""
-    result = await session.execute(
-        update(TotpDevice)
-        .where(
-            TotpDevice.id == device_id,
-            or_(TotpDevice.last_used_step.is_(None), TotpDevice.last_used_step < step),
-        )
-        .values(last_used_step=step, last_used_at=now)
-    )
+    result = await session.execute(_CLAIM_STEP, {"device_id": device_id, "step": step, "now": now})
     return bool(result.rowcount)  # type: ignore[attr-defined]

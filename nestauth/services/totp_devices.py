@@ -7,14 +7,28 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import pyotp
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from nestauth.errors import TotpDeviceNotFound
+from nestauth.errors import TotpDeviceNotFound, UserNotFound
 from nestauth.models import RecoveryCode, TotpDevice, User
-from nestauth.services import user_sessions, users
+from nestauth.services import user_sessions
 from nestauth.services.audit import Actor, RequestMeta, record_action
 from nestauth.services.secrets import SecretBox
+
+# Built once: a statement's construction and cache key cost more than its execution.
+_LOCK_USER = select(User.id).where(User.id == bindparam("uid")).with_for_update()
+_DELETE_DEVICE = (
+    delete(TotpDevice)
+    .where(TotpDevice.id == bindparam("device_id"), TotpDevice.user_id == bindparam("uid"))
+    .returning(TotpDevice.device_name, TotpDevice.verified)
+    .execution_options(synchronize_session=False)  # no device of the user is loaded here
+)
+_COUNT_VERIFIED = (
+    select(func.count())
+    .select_from(TotpDevice)
+    .where(TotpDevice.user_id == bindparam("uid"), TotpDevice.verified.is_(True))
+)
 
 
 @dataclass(frozen=True)
@@ -29,6 +43,11 @@ class DeviceRemoval:
 def _secret_binding(device_id: uuid.UUID) -> bytes:
     """Associated data: a sealed secret copied onto another device row will not open."""
     return b"totp_devices:" + device_id.bytes
+
+
+def seal_device_secret(box: SecretBox, device_id: uuid.UUID, secret: str) -> bytes:
+    """The stored form of a device's secret (bulk loaders build rows with it)."""
+    return box.seal(secret, _secret_binding(device_id))
 
 
 async def add_device(
@@ -47,7 +66,7 @@ async def add_device(
         id=device_id,
         user_id=user_id,
         device_name=device_name,
-        secret_encrypted=box.seal(secret, _secret_binding(device_id)),
+        secret_encrypted=seal_device_secret(box, device_id, secret),
         verified=verified,
     )
     session.add(device)
@@ -74,18 +93,15 @@ async def remove_user_device(
     The same rule whether an admin removes it or the user does."""
     # Locking the user serialises concurrent removals of this user's devices, so the
     # "no verified device left" decision below is never made on a stale count.
-    user = await users.get_user(session, user_id, lock=True)
+    if await session.scalar(_LOCK_USER, {"uid": user_id}) is None:
+        raise UserNotFound()
     removed = (
-        await session.execute(
-            delete(TotpDevice)
-            .where(TotpDevice.id == device_id, TotpDevice.user_id == user_id)
-            .returning(TotpDevice.device_name, TotpDevice.verified)
-        )
+        await session.execute(_DELETE_DEVICE, {"device_id": device_id, "uid": user_id})
     ).first()
     if removed is None:
         raise TotpDeviceNotFound()
     remaining = await _count_verified_devices(session, user_id)
-    mfa_disabled = await _apply_last_device_rule(session, user, remaining, mfa_required)
+    mfa_disabled = await _apply_last_device_rule(session, user_id, remaining, mfa_required)
     revoked = await user_sessions.revoke_all(session, user_id, now) if revoke_sessions else 0
     await record_action(
         session,
@@ -108,21 +124,16 @@ async def remove_user_device(
 
 
 async def _apply_last_device_rule(
-    session: AsyncSession, user: User, remaining: int, mfa_required: bool
+    session: AsyncSession, user_id: uuid.UUID, remaining: int, mfa_required: bool
 ) -> bool:
     """With no verified device left and no MFA policy, MFA goes off with its recovery codes;
     under a policy the user stays flagged and enrols again at the next login."""
     if remaining or mfa_required:
         return False
-    user.is_mfa_enabled = False
-    await session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    await session.execute(update(User).where(User.id == user_id).values(is_mfa_enabled=False))
+    await session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
     return True
 
 
 async def _count_verified_devices(session: AsyncSession, user_id: uuid.UUID) -> int:
-    count = await session.scalar(
-        select(func.count())
-        .select_from(TotpDevice)
-        .where(TotpDevice.user_id == user_id, TotpDevice.verified.is_(True))
-    )
-    return int(count or 0)
+    return int(await session.scalar(_COUNT_VERIFIED, {"uid": user_id}) or 0)

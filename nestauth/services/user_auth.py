@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestauth.config import Settings
@@ -23,6 +24,9 @@ from nestauth.services import (
 )
 from nestauth.services.audit import RequestMeta
 from nestauth.services.emails import normalize_email
+
+# Built once, Core: no statement construction or unit-of-work flush per login.
+_INSERT_SESSION = insert(cast(Table, UserSession.__table__))
 
 
 @dataclass(frozen=True)
@@ -82,19 +86,15 @@ async def open_session(
 ) -> Tokens:
     session_id = uuid.uuid4()
     refresh_token, refresh_digest = user_tokens.new_refresh_token(session_id)
-    session.add(
-        UserSession(
-            id=session_id,
-            user_id=user.id,
-            refresh_token_hash=refresh_digest,
-            created_at=now,
-            last_used_at=now,
-            expires_at=now + timedelta(seconds=settings.refresh_token_seconds),
-            ip=meta.ip,
-            user_agent=meta.user_agent,
-        )
-    )
-    await session.flush()
+    await session.execute(
+        _INSERT_SESSION,
+        {
+            "id": session_id, "user_id": user.id, "refresh_token_hash": refresh_digest,
+            "created_at": now, "last_used_at": now,
+            "expires_at": now + timedelta(seconds=settings.refresh_token_seconds),
+            "ip": meta.ip, "user_agent": meta.user_agent, "revoked_at": None,
+        },
+    )  # fmt: skip
     return Tokens(_access_token(settings, user.id, session_id, now), refresh_token, user)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestauth.errors import SessionNotFound
@@ -20,21 +20,22 @@ def _live(user_id: uuid.UUID, now: datetime) -> ColumnElement[bool]:
     )
 
 
+# Built once: a statement's construction and cache key cost more than its execution.
+_LIVE_OF_USER = _live(bindparam("uid"), bindparam("now"))  # type: ignore[arg-type]
+_LIVE_SESSIONS = (
+    select(UserSession).where(_LIVE_OF_USER).order_by(UserSession.created_at.desc(), UserSession.id)
+)
+_REVOKE_LIVE = update(UserSession).where(_LIVE_OF_USER).values(revoked_at=bindparam("now"))
+
+
 async def list_live(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> list[UserSession]:
     """Sessions that can still be used, newest first."""
-    query = (
-        select(UserSession)
-        .where(_live(user_id, now))
-        .order_by(UserSession.created_at.desc(), UserSession.id)
-    )
-    return list((await session.scalars(query)).all())
+    return list((await session.scalars(_LIVE_SESSIONS, {"uid": user_id, "now": now})).all())
 
 
 async def revoke_all(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> int:
     """Ends every live session; the count is of those an admin was shown as live."""
-    result = await session.execute(
-        update(UserSession).where(_live(user_id, now)).values(revoked_at=now)
-    )
+    result = await session.execute(_REVOKE_LIVE, {"uid": user_id, "now": now})
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 

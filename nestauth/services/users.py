@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import bindparam, delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestauth.errors import UserNotFound
@@ -32,6 +32,18 @@ UPDATABLE = {
     "isMfaEnabled": "is_mfa_enabled",
     "metadata": "metadata_",
 }
+
+# Built once: a statement's construction and cache key cost more than its execution.
+_USER_BY_ID = select(User).where(User.id == bindparam("user_id"))
+_USER_BY_ID_LOCKED = _USER_BY_ID.with_for_update()
+_DEVICES_OF_USER = (
+    select(TotpDevice)
+    .where(TotpDevice.user_id == bindparam("user_id"))
+    .order_by(TotpDevice.created_at, TotpDevice.id)
+)
+_HAS_UNUSED_CODES = select(
+    exists().where(RecoveryCode.user_id == bindparam("user_id"), RecoveryCode.used_at.is_(None))
+)
 
 
 @dataclass(frozen=True)
@@ -66,8 +78,8 @@ async def create_user(
 
 
 async def get_user(session: AsyncSession, user_id: uuid.UUID, *, lock: bool = False) -> User:
-    query = select(User).where(User.id == user_id)
-    user = await session.scalar(query.with_for_update() if lock else query)
+    query = _USER_BY_ID_LOCKED if lock else _USER_BY_ID
+    user = await session.scalar(query, {"user_id": user_id})
     if user is None:
         raise UserNotFound()
     return user
@@ -89,20 +101,13 @@ async def get_user_detail(session: AsyncSession, user_id: uuid.UUID, now: dateti
     """A fixed number of queries whatever the number of devices and sessions."""
     user = await get_user(session, user_id)
     devices = await list_devices(session, user_id)
-    has_codes = await session.scalar(
-        select(exists().where(RecoveryCode.user_id == user_id, RecoveryCode.used_at.is_(None)))
-    )
+    has_codes = await session.scalar(_HAS_UNUSED_CODES, {"user_id": user_id})
     sessions = await user_sessions.list_live(session, user_id, now)
     return UserDetail(user, devices, bool(has_codes), sessions)
 
 
 async def list_devices(session: AsyncSession, user_id: uuid.UUID) -> list[TotpDevice]:
-    query = (
-        select(TotpDevice)
-        .where(TotpDevice.user_id == user_id)
-        .order_by(TotpDevice.created_at, TotpDevice.id)
-    )
-    return list((await session.scalars(query)).all())
+    return list((await session.scalars(_DEVICES_OF_USER, {"user_id": user_id})).all())
 
 
 async def update_user(

@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pyotp
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -105,7 +105,11 @@ class TestErrorMapping:
     def test_any_path_is_a_4xx_envelope(self, api: Api, segment: bytes) -> None:
         from urllib.parse import quote
 
-        path = "/auth/admin/api/users/" + quote(segment, safe="")
+        segment_text = quote(segment, safe="")
+        # "." and ".." are dot segments: the client resolves them before sending (RFC 3986
+        # §5.2.4), so "/users/." is the list of users, a 200 by design.
+        assume(segment_text not in (".", ".."))
+        path = "/auth/admin/api/users/" + segment_text
         response = api.client.get(path, headers=api.bearer("viewer"))
         assert_client_error_envelope(response)
 

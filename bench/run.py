@@ -1,0 +1,242 @@
+"""`make bench`: nestauth under load from wrk, beside a bare Starlette floor.
+
+python -m bench.run [--postgresql postgresql://...] [--seconds 10] [--connections 16]
+                    [--small-users 1000] [--large-users 1000000] [--smoke]
+Prints the table and writes it as JSON to bench/results/. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import psycopg
+from sqlalchemy.engine import make_url
+
+from bench import cases, report, seed
+from bench.harness import BENCH_DIR, Load, Server, require_wrk, run_wrk
+from nestauth import db, migrations
+from nestauth.config import Settings
+from nestauth.services.secrets import SecretBox
+
+MAX_RATE = 4_000  # requests/s no case reaches here: pools of unique requests are sized by it
+WARMUP_SECONDS = 1
+BENCH_DATABASE = "nestauth_bench"
+
+
+class Run:
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        self.args, self.workdir = args, workdir
+        self.env = {
+            **os.environ, "NESTAUTH_VAR_DIR": str(workdir / "var"),
+            "NESTAUTH_COOKIE_SECURE": "false", "PYTHONPATH": str(BENCH_DIR.parent),
+        }  # fmt: skip
+        if args.database:
+            self.env["NESTAUTH_DATABASE_URL"] = args.database
+        self.settings = Settings.from_env(self.env)
+        self.env["NESTAUTH_DATABASE_URL"] = self.settings.database_url
+        self.engine = db.create_engine(self.settings.database_url, self.settings)
+        self.loader = seed.Loader(self.engine, SecretBox(self.settings.secret_key))
+        self.loop = asyncio.Runner()  # one loop for the run: pooled connections belong to it
+        self.results: list[dict[str, object]] = []
+        self.memory: dict[str, float] = {}
+        self.phase = "main"
+
+    def server(self, name: str, command: list[str]) -> Server:
+        return Server(name, command, self.env, self.args.port, self.workdir / f"{name}.log")
+
+    def nestauth(self) -> Server:
+        return self.server("nestauth", [sys.executable, "-m", "nestauth.cli", "serve",
+                                        "--port", str(self.args.port)])  # fmt: skip
+
+    def floor(self) -> Server:
+        return self.server("floor", [sys.executable, "-m", "bench.floor", str(self.args.port)])
+
+    def measure(self, server: Server, case: str, load: Load, warmup: Load | None = None) -> dict:
+        run_wrk(server.base_url, warmup or load, seconds=WARMUP_SECONDS,
+                connections=self.args.connections, workdir=self.workdir)  # fmt: skip
+        figures = run_wrk(server.base_url, load, seconds=self.args.seconds,
+                          connections=self.args.connections, workdir=self.workdir)  # fmt: skip
+        result = {"case": case, "server": server.name, "phase": self.phase, "users": self.users,
+                  **figures, "server_rss_mb": round(server.rss_mb(), 1)}  # fmt: skip
+        self.results.append(result)
+        print(report.progress_line(result), flush=True)
+        return result
+
+    @property
+    def users(self) -> int:
+        return self.loader.made
+
+    def pool_size(self) -> int:
+        return int(self.args.seconds * MAX_RATE)
+
+
+async def prepare(run: Run) -> seed.BulkUser:
+    migrations.upgrade(run.settings.database_url)
+    await seed.create_admin(run.engine, cases.ADMIN_EMAIL, cases.ADMIN_PASSWORD)
+    (target,) = await run.loader.users(1, devices=5, sessions=5)
+    await run.loader.users(run.args.small_users - 1)
+    return target
+
+
+def admin_token(server: Server) -> str:
+    response = httpx.post(
+        server.base_url + "/auth/admin/login",
+        json={"email": cases.ADMIN_EMAIL, "password": cases.ADMIN_PASSWORD},
+        timeout=30,
+    )
+    response.raise_for_status()
+    return str(response.json()["token"])
+
+
+def nestauth_cases(run: Run, target: seed.BulkUser) -> None:
+    server = run.nestauth()
+    server.start()
+    try:
+        token = admin_token(server)
+        run.measure(server, "seed-op-404", cases.seed_not_found(target, token))
+        run.measure(server, "get-user", cases.get_user(target, token))
+        warm, pool = delete_pools(run)
+        result = run.measure(server, "seed-op-delete", cases.seed_delete(pool, token),
+                             cases.seed_delete(warm, token))  # fmt: skip
+        check_deletes(run, pool, result)
+        warm, pool = (run.loop.run(run.loader.users(n, mfa_challenges=True))
+                      for n in (200, run.pool_size()))  # fmt: skip
+        run.measure(server, "mfa-verify", cases.mfa_verify(pool), cases.mfa_verify(warm))
+        run.measure(server, "admin-login", cases.admin_login())
+        run.memory["nestauth"] = server.rss_mb()
+    finally:
+        server.stop()
+
+
+def delete_pools(run: Run) -> tuple[list[seed.BulkUser], list[seed.BulkUser]]:
+    owners = (run.pool_size() + 4) // 5
+    warm = run.loop.run(run.loader.users(40, devices=5))
+    return warm, run.loop.run(run.loader.users(owners, devices=5))
+
+
+def check_deletes(run: Run, pool: list[seed.BulkUser], result: dict) -> None:
+    """Every 200 removed a device. wrk stops with up to one request per connection in
+    flight, which the server may still complete: those removals have no counted 200."""
+    device_ids = [d for user in pool for d in user.device_ids]
+    left = run.loop.run(seed.count_devices(run.engine, device_ids))
+    removed, answered = len(device_ids) - left, result["statuses"].get("200", 0)
+    result["devices_removed"] = removed
+    if not answered <= removed <= answered + run.args.connections:
+        result["errors"] = int(result["errors"]) + abs(removed - answered)
+        print(f"  {removed} devices removed for {answered} answers 200", file=sys.stderr)
+
+
+def floor_cases(run: Run, target: seed.BulkUser) -> None:
+    run.phase = "floor"
+    token = admin_token_for_floor(run)
+    server = run.floor()
+    server.start()
+    try:
+        run.measure(server, "seed-op-404", cases.seed_not_found(target, token))
+        warm, pool = delete_pools(run)
+        result = run.measure(server, "seed-op-delete", cases.seed_delete(pool, token),
+                             cases.seed_delete(warm, token))  # fmt: skip
+        check_deletes(run, pool, result)
+        run.memory["floor"] = server.rss_mb()
+    finally:
+        server.stop()
+
+
+def admin_token_for_floor(run: Run) -> str:
+    """The floor has no login route: sign in on nestauth, use the session on the floor."""
+    server = run.nestauth()
+    server.start()
+    try:
+        return admin_token(server)
+    finally:
+        server.stop()
+
+
+def scaling_cases(run: Run, target: seed.BulkUser) -> None:
+    missing = run.args.large_users - run.loop.run(seed.count_users(run.engine))
+    started = time.monotonic()
+    run.loop.run(run.loader.users(max(0, missing), keep=False))
+    print(f"loaded {missing} users in {time.monotonic() - started:.0f} s", flush=True)
+    run.phase = "large"
+    server = run.nestauth()
+    server.start()
+    try:
+        token = admin_token(server)
+        run.measure(server, "seed-op-404", cases.seed_not_found(target, token))
+        run.measure(server, "get-user", cases.get_user(target, token))
+        run.memory["nestauth-large"] = server.rss_mb()
+    finally:
+        server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    require_wrk()
+    with tempfile.TemporaryDirectory(prefix="nestauth-bench-") as tmp:
+        if args.postgresql:
+            args.database = fresh_postgresql(args.postgresql)
+        run = Run(args, Path(tmp))
+        target = run.loop.run(prepare(run))
+        nestauth_cases(run, target)
+        floor_cases(run, target)
+        if args.large_users > args.small_users:
+            scaling_cases(run, target)
+        run.loop.run(run.engine.dispose())
+        run.loop.close()
+        summary = report.summarise(run.results, run.memory, vars(args))
+    print(report.render(summary))
+    out = write_results(summary, args)
+    print(f"\nwritten: {out}")
+    return 0
+
+
+def fresh_postgresql(server_url: str) -> str:
+    """A benchmark starts empty: database BENCH_DATABASE on that server is made anew."""
+    url = make_url(server_url)
+    with psycopg.connect(url.set(drivername="postgresql").render_as_string(False),
+                         autocommit=True) as connection:  # fmt: skip
+        connection.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE}")
+        connection.execute(f"CREATE DATABASE {BENCH_DATABASE}")
+    return url.set(database=BENCH_DATABASE).render_as_string(False)
+
+
+def write_results(summary: dict[str, object], args: argparse.Namespace) -> Path:
+    results = BENCH_DIR / "results"
+    results.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    kind = "smoke" if args.smoke else ("postgresql" if args.postgresql else "sqlite")
+    path = results / f"{stamp}-{kind}.json"
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    return path
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__)
+    parser.add_argument(
+        "--postgresql", metavar="URL",
+        help=f"run on this PostgreSQL server, in a database {BENCH_DATABASE} made anew",
+    )  # fmt: skip
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--small-users", type=int, default=1_000)
+    parser.add_argument("--large-users", type=int, default=1_000_000)
+    parser.add_argument("--port", type=int, default=8899)
+    parser.add_argument("--smoke", action="store_true", help="2 s a case, 30,000 users at most")
+    args = parser.parse_args(argv)
+    args.database = None
+    if args.smoke:
+        args.seconds, args.large_users = 2, min(args.large_users, 30_000)
+    return args
+
+
+if __name__ == "__main__":
+    sys.exit(main())
