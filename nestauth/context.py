@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -11,7 +10,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from nestauth.config import Settings
-from nestauth.models import Admin, MfaChallenge, User, UserSession, utcnow
+from nestauth.models import MfaChallenge, User, UserSession, utcnow
+from nestauth.services.admin_sessions import SignedInAdmin
 from nestauth.services.audit import AdminActor, RequestMeta
 from nestauth.services.secrets import SecretBox
 
@@ -37,8 +37,7 @@ class RequestContext:
     session: AsyncSession
     scope: MutableMapping[str, Any] = field(repr=False)
     # Set by the security handlers once the credentials are verified:
-    admin: Admin | None = None
-    admin_session_id: uuid.UUID | None = None
+    admin: SignedInAdmin | None = None
     user: User | None = None
     user_session: UserSession | None = None
     setup_challenge: MfaChallenge | None = None  # a login that must enrol a device first
@@ -53,8 +52,8 @@ class RequestContext:
     @property
     def admin_actor(self) -> AdminActor:
         """The signed-in admin as the audit trail names them (admin routes only)."""
-        assert self.admin is not None and self.admin_session_id is not None
-        return AdminActor(self.admin.id, self.admin.email, self.admin.role, self.admin_session_id)
+        assert self.admin is not None
+        return self.admin.actor
 
     def header(self, name: str) -> str | None:
         wanted = name.lower().encode("latin-1")

@@ -21,9 +21,8 @@ from nestauth.errors import (
     MissingPermissions,
     SessionInvalid,
 )
-from nestauth.models import Admin, AdminSession
 from nestauth.services import admin_sessions, mfa, user_auth
-from nestauth.services.audit import AdminActor, record_admin_action
+from nestauth.services.audit import record_admin_action
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 ROLE_RANK = {"viewer": 0, "admin": 1, "owner": 2}
@@ -68,37 +67,34 @@ async def _admin_principal(
     token: str, request: ConnexionRequest, *, via_cookie: bool
 ) -> dict[str, Any]:
     ctx = context.of_scope(request.scope)
-    admin_session, admin = await admin_sessions.authenticate(
-        ctx.session, ctx.settings, token=token, now=ctx.now()
-    )
+    admin = await admin_sessions.authenticate(ctx.session, ctx.settings, token=token, now=ctx.now())
     try:
         if via_cookie and request.method in UNSAFE_METHODS:
-            _check_csrf(request, admin_session, ctx.settings.csrf_allowed_origins)
+            _check_csrf(request, admin, ctx.settings.csrf_allowed_origins)
         operation = context.operation_id(request.scope)
-        _check_role(admin, ctx.runtime.roles_by_operation.get(operation))
+        _check_role(admin.role, ctx.runtime.roles_by_operation.get(operation))
     except ApiError as denied:
-        await _audit_denial(ctx, admin, admin_session, denied, request)
+        await _audit_denial(ctx, admin, denied, request)
         raise
-    ctx.admin, ctx.admin_session_id = admin, admin_session.id
+    ctx.admin = admin
     return {
-        "sub": str(admin.id),
+        "sub": str(admin.admin_id),
         "email": admin.email,
         "role": admin.role,
-        "session_id": str(admin_session.id),
+        "session_id": str(admin.session_id),
     }
 
 
 async def _audit_denial(
     ctx: context.RequestContext,
-    admin: Admin,
-    admin_session: AdminSession,
+    admin: admin_sessions.SignedInAdmin,
     denied: ApiError,
     request: ConnexionRequest,
 ) -> None:
     """A refused action is recorded although the request fails, so it is committed here."""
-    actor = AdminActor(admin.id, admin.email, admin.role, admin_session.id)
     await record_admin_action(
-        ctx.session, actor=actor, meta=ctx.meta, now=ctx.now(), action="admin.access_denied",
+        ctx.session, actor=admin.actor, meta=ctx.meta, now=ctx.now(),
+        action="admin.access_denied",
         details={
             "reason": denied.code,
             "operation": context.operation_id(request.scope),
@@ -109,20 +105,22 @@ async def _audit_denial(
 
 
 def _check_csrf(
-    request: ConnexionRequest, admin_session: AdminSession, allowed_origins: tuple[str, ...]
+    request: ConnexionRequest,
+    admin: admin_sessions.SignedInAdmin,
+    allowed_origins: tuple[str, ...],
 ) -> None:
     """Double submit bound to the session (OWASP CSRF cheat sheet), plus an Origin allow-list."""
     origin = request.headers.get("origin")
     if allowed_origins and origin is not None and origin.rstrip("/") not in allowed_origins:
         raise CsrfOriginRejected()
-    if not admin_sessions.csrf_token_matches(admin_session, request.headers.get(CSRF_HEADER)):
+    if not admin_sessions.csrf_token_matches(admin, request.headers.get(CSRF_HEADER)):
         raise CsrfTokenInvalid()
 
 
-def _check_role(admin: Admin, required_role: str | None) -> None:
+def _check_role(role: str, required_role: str | None) -> None:
     """Least privilege: an operation without a declared role is open to owners only."""
     needed = ROLE_RANK[required_role] if required_role else ROLE_RANK["owner"]
-    if ROLE_RANK.get(admin.role, -1) < needed:
+    if ROLE_RANK.get(role, -1) < needed:
         raise MissingPermissions()
 
 

@@ -2,28 +2,56 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestauth.config import Settings
 from nestauth.errors import InvalidCredentials, SessionExpired, SessionInvalid
 from nestauth.models import Admin, AdminSession
 from nestauth.services import credentials, ratelimit, tokens
-from nestauth.services.audit import RequestMeta, record_event
+from nestauth.services.audit import AdminActor, RequestMeta, record_event
 from nestauth.services.emails import normalize_email
 
 # Writing last_seen_at on every request would turn each read into a write; a minute of
 # slack on a 30-minute idle limit is immaterial.
 TOUCH_INTERVAL = timedelta(seconds=60)
-# Built once: a statement's construction and cache key cost more than its execution.
+# Built once, Core: every admin request runs these, so no statement is rebuilt and no ORM
+# object made for them.
+_SESSIONS, _ADMINS = cast(Table, AdminSession.__table__), cast(Table, Admin.__table__)
 _SESSION_BY_TOKEN = (
-    select(AdminSession, Admin)
-    .join(Admin, Admin.id == AdminSession.admin_id)
-    .where(AdminSession.token_hash == bindparam("token_hash"))
+    select(
+        _SESSIONS.c.id, _SESSIONS.c.csrf_token_hash, _SESSIONS.c.last_seen_at,
+        _SESSIONS.c.expires_at, _SESSIONS.c.revoked_at,
+        _ADMINS.c.id.label("admin_id"), _ADMINS.c.email, _ADMINS.c.role,
+    )
+    .join_from(_SESSIONS, _ADMINS, _ADMINS.c.id == _SESSIONS.c.admin_id)
+    .where(_SESSIONS.c.token_hash == bindparam("token_hash"))
+)  # fmt: skip
+_TOUCH = (
+    update(_SESSIONS)
+    .where(_SESSIONS.c.id == bindparam("sid"))
+    .values(last_seen_at=bindparam("now"))
 )
+
+
+@dataclass(frozen=True)
+class SignedInAdmin:
+    """The admin behind a live session: what authorisation and the audit trail need."""
+
+    session_id: uuid.UUID
+    admin_id: uuid.UUID
+    email: str
+    role: str
+    csrf_token_hash: str
+
+    @property
+    def actor(self) -> AdminActor:
+        return AdminActor(self.admin_id, self.email, self.role, self.session_id)
 
 
 @dataclass(frozen=True)
@@ -91,27 +119,26 @@ async def _issue(
 
 async def authenticate(
     session: AsyncSession, settings: Settings, *, token: str, now: datetime
-) -> tuple[AdminSession, Admin]:
+) -> SignedInAdmin:
     """The live session behind a token, or SESSION_INVALID / SESSION_EXPIRED."""
     row = (await session.execute(_SESSION_BY_TOKEN, {"token_hash": tokens.digest(token)})).first()
     if row is None:
         raise SessionInvalid()
-    admin_session, admin = row
-    if admin_session.revoked_at is not None:
+    if row.revoked_at is not None:
         raise SessionInvalid("Admin session has been revoked")
-    idle_limit = admin_session.last_seen_at + timedelta(seconds=settings.admin_session_idle_seconds)
-    if now >= admin_session.expires_at or now >= idle_limit:
+    idle_limit = row.last_seen_at + timedelta(seconds=settings.admin_session_idle_seconds)
+    if now >= row.expires_at or now >= idle_limit:
         raise SessionExpired()
-    if now - admin_session.last_seen_at >= TOUCH_INTERVAL:
+    if now - row.last_seen_at >= TOUCH_INTERVAL:
         # Committed at once (authentication comes before any change of the request): a
         # request that fails is activity too, and its rollback must not undo the touch.
-        admin_session.last_seen_at = now
+        await session.execute(_TOUCH, {"sid": row.id, "now": now})
         await session.commit()
-    return admin_session, admin
+    return SignedInAdmin(row.id, row.admin_id, row.email, row.role, row.csrf_token_hash)
 
 
-def csrf_token_matches(admin_session: AdminSession, csrf_token: str | None) -> bool:
-    return csrf_token is not None and tokens.same_digest(csrf_token, admin_session.csrf_token_hash)
+def csrf_token_matches(admin: SignedInAdmin, csrf_token: str | None) -> bool:
+    return csrf_token is not None and tokens.same_digest(csrf_token, admin.csrf_token_hash)
 
 
 async def revoke(session: AsyncSession, admin_session_id: object, now: datetime) -> None:

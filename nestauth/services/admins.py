@@ -155,6 +155,13 @@ async def delete_admin(
     )  # fmt: skip
 
 
+async def get_admin(session: AsyncSession, admin_id: uuid.UUID) -> Admin:
+    admin = await session.get(Admin, admin_id)
+    if admin is None:
+        raise AdminNotFound()
+    return admin
+
+
 async def _get_admin(session: AsyncSession, admin_id: uuid.UUID) -> Admin:
     admin = await session.scalar(select(Admin).where(Admin.id == admin_id).with_for_update())
     if admin is None:

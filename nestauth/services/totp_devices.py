@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
 import pyotp
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestauth.errors import TotpDeviceNotFound, UserNotFound
@@ -16,18 +17,18 @@ from nestauth.services import user_sessions
 from nestauth.services.audit import Actor, RequestMeta, record_action
 from nestauth.services.secrets import SecretBox
 
-# Built once: a statement's construction and cache key cost more than its execution.
-_LOCK_USER = select(User.id).where(User.id == bindparam("uid")).with_for_update()
+# Built once, and Core (no ORM bookkeeping): the seed operation runs these on every call.
+_DEVICES, _USERS = cast(Table, TotpDevice.__table__), cast(Table, User.__table__)
+_LOCK_USER = select(_USERS.c.id).where(_USERS.c.id == bindparam("uid")).with_for_update()
 _DELETE_DEVICE = (
-    delete(TotpDevice)
-    .where(TotpDevice.id == bindparam("device_id"), TotpDevice.user_id == bindparam("uid"))
-    .returning(TotpDevice.device_name, TotpDevice.verified)
-    .execution_options(synchronize_session=False)  # no device of the user is loaded here
+    delete(_DEVICES)
+    .where(_DEVICES.c.id == bindparam("device_id"), _DEVICES.c.user_id == bindparam("uid"))
+    .returning(_DEVICES.c.device_name, _DEVICES.c.verified)
 )
 _COUNT_VERIFIED = (
     select(func.count())
-    .select_from(TotpDevice)
-    .where(TotpDevice.user_id == bindparam("uid"), TotpDevice.verified.is_(True))
+    .select_from(_DEVICES)
+    .where(_DEVICES.c.user_id == bindparam("uid"), _DEVICES.c.verified.is_(True))
 )
 
 
