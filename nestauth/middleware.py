@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -86,6 +87,11 @@ class TransactionMiddleware:
         if scope["type"] != "http" or self.runtime.sessions is None:
             await self.app(scope, receive, send)
             return
+        # One turn of the event loop before the work: requests that arrived together then
+        # queue in arrival order. Without it, under load, a connection whose request lands
+        # just after the loop polled always missed a whole round (measured: 2 connections
+        # of 16 at twice the others' latency).
+        await asyncio.sleep(0)
         async with self.runtime.sessions() as session:
             scope[SCOPE_KEY] = RequestContext(self.runtime, session, scope)
             try:
