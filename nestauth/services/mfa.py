@@ -9,10 +9,10 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NoReturn
+from typing import NoReturn, cast
 
 import segno
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestauth.config import Settings
@@ -27,9 +27,10 @@ RECOVERY_CODES = 10
 RECOVERY_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud safely
 # Built once: a statement's construction and cache key cost more than its execution.
 _CHALLENGE_BY_TOKEN = select(MfaChallenge).where(MfaChallenge.token_hash == bindparam("token_hash"))
-_CLOSE_CHALLENGE = (
-    update(MfaChallenge)
-    .where(MfaChallenge.id == bindparam("challenge_id"), MfaChallenge.used_at.is_(None))
+_CHALLENGES = cast(Table, MfaChallenge.__table__)
+_CLOSE_CHALLENGE = (  # Core: the closed challenge object is not used again
+    update(_CHALLENGES)
+    .where(_CHALLENGES.c.id == bindparam("challenge_id"), _CHALLENGES.c.used_at.is_(None))
     .values(used_at=bindparam("now"))
 )
 

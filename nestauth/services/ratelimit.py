@@ -10,8 +10,9 @@ import hashlib
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import Table, bindparam, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,14 +20,24 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from nestauth.errors import RateLimited
 from nestauth.models import RateLimitBucket
 
-# Built once: a statement's construction and cache key cost more than its execution.
+# Built once, and Core where no ORM object is needed: every login and MFA step runs these.
+_BUCKETS = cast(Table, RateLimitBucket.__table__)
+_NEW_BUCKET = {
+    dialect: insert(_BUCKETS)
+    .values(key=bindparam("key"), failures=0, window_started_at=bindparam("now"))
+    .on_conflict_do_nothing(index_elements=["key"])
+    for dialect, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
+}
 _LOCKED_BUCKET = (
     select(RateLimitBucket)
     .where(RateLimitBucket.key == bindparam("key"))
     .with_for_update()
     .execution_options(populate_existing=True)
 )
-_CLEAR_BUCKET = delete(RateLimitBucket).where(RateLimitBucket.key == bindparam("key"))
+_LOCKED_BLOCK = (
+    select(_BUCKETS.c.blocked_until).where(_BUCKETS.c.key == bindparam("key")).with_for_update()
+)
+_CLEAR_BUCKET = delete(_BUCKETS).where(_BUCKETS.c.key == bindparam("key"))
 
 
 @dataclass(frozen=True)
@@ -43,18 +54,20 @@ class Limit:
 async def ensure_allowed(session: AsyncSession, limit: Limit, subject: str, now: datetime) -> None:
     """Checks the subject's bucket and keeps it locked until the attempt is settled, so that
     parallel guesses are counted one after another instead of all passing one check."""
-    bucket = await _locked_bucket(session, limit.key(subject), now)
-    if bucket.blocked_until and bucket.blocked_until > now:
-        raise RateLimited(retry_after=_seconds_until(bucket.blocked_until, now))
+    key = limit.key(subject)
+    await _ensure_bucket(session, key, now)
+    blocked_until = await session.scalar(_LOCKED_BLOCK, {"key": key})
+    if blocked_until and blocked_until > now:
+        raise RateLimited(retry_after=_seconds_until(blocked_until, now))
+
+
+async def _ensure_bucket(session: AsyncSession, key: str, now: datetime) -> None:
+    """A row to lock, even for a subject that never failed."""
+    await session.execute(_NEW_BUCKET[session.get_bind().dialect.name], {"key": key, "now": now})
 
 
 async def _locked_bucket(session: AsyncSession, key: str, now: datetime) -> RateLimitBucket:
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    await session.execute(
-        insert(RateLimitBucket)
-        .values(key=key, failures=0, window_started_at=now)
-        .on_conflict_do_nothing(index_elements=["key"])
-    )
+    await _ensure_bucket(session, key, now)
     return (await session.execute(_LOCKED_BUCKET, {"key": key})).scalar_one()
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hmac
 from datetime import datetime
+from typing import cast
 
 import pyotp
-from sqlalchemy import bindparam, or_, update
+from sqlalchemy import Table, bindparam, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestauth.models import TotpDevice
@@ -14,11 +15,12 @@ from nestauth.models import TotpDevice
 STEP_SECONDS = 30
 DRIFT_STEPS = 1  # RFC 6238 §5.2: allow one step either side for clock drift
 # Built once: a statement's construction and cache key cost more than its execution.
+_DEVICES = cast(Table, TotpDevice.__table__)  # Core: no ORM bookkeeping on every MFA step
 _CLAIM_STEP = (
-    update(TotpDevice)
+    update(_DEVICES)
     .where(
-        TotpDevice.id == bindparam("device_id"),
-        or_(TotpDevice.last_used_step.is_(None), TotpDevice.last_used_step < bindparam("step")),
+        _DEVICES.c.id == bindparam("device_id"),
+        or_(_DEVICES.c.last_used_step.is_(None), _DEVICES.c.last_used_step < bindparam("step")),
     )
     .values(last_used_step=bindparam("step"), last_used_at=bindparam("now"))
 )
