@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck pytest contract contract-cli clean
+.PHONY: run test lint typecheck pytest contract contract-cli bench bench-smoke clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,15 @@ contract-cli: $(STAMP)
 	if [ -n "$$NESTAUTH_TEST_DATABASE_URL" ]; then \
 	  NESTAUTH_CONTRACT_DATABASE_URL="$$NESTAUTH_TEST_DATABASE_URL" $(BIN)/python scripts/contract_cli.py; \
 	fi
+
+## The benchmark (bench/README.md): nestauth and the floor under wrk, table and JSON in
+## bench/results/. Needs wrk (Debian: apt-get install wrk). BENCH_ARGS="--postgresql URL" etc.
+bench: $(STAMP)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+## The harness end to end in about a minute (CI runs it so it cannot rot); figures not judged
+bench-smoke: $(STAMP)
+	$(BIN)/python -m bench.run --smoke
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -13,6 +13,7 @@ from bench.seed import BulkUser
 USERS = "/auth/admin/api/users"
 ADMIN_EMAIL = "bench-admin@example.test"
 ADMIN_PASSWORD = "a long bench admin password"
+LOGIN_ADMINS = 32  # logins rotate over them: one account's parallel logins would be a burst
 JSON = {"content-type": "application/json"}
 
 
@@ -55,6 +56,16 @@ def mfa_verify(users: list[BulkUser]) -> Load:
     return Load(requests, 200, headers=JSON)
 
 
+def login_admin_email(n: int) -> str:
+    return f"bench-login-{n}@example.test"
+
+
 def admin_login() -> Load:
-    body = json.dumps({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
-    return Load([("POST", "/auth/admin/login", body)], 200, repeat=True, headers=JSON)
+    """Logins of different admins in turn: 16 at once for one account look like an attack,
+    and the failed-login limit counts an attempt before its hash is checked."""
+    bodies = [
+        json.dumps({"email": login_admin_email(n), "password": ADMIN_PASSWORD})
+        for n in range(LOGIN_ADMINS)
+    ]
+    return Load([("POST", "/auth/admin/login", b) for b in bodies], 200, repeat=True,
+                headers=JSON)  # fmt: skip

@@ -75,7 +75,7 @@ async def remove_device(request: Request) -> Response:
         if not remaining:
             await connection.execute(MFA_OFF, {"user": keys["user"]})
             await connection.execute(CODES_OFF, {"user": keys["user"]})
-        await connection.execute(AUDIT, _audit(request, admin, keys, removed, remaining))
+        await connection.execute(AUDIT, _audit(request, admin, keys, tuple(removed), remaining))
     body = {
         "message": "TOTP device deleted successfully", "userId": str(user_id),
         "deviceId": str(device_id), "remainingDevices": remaining,
@@ -106,8 +106,10 @@ def _key(value: uuid.UUID | str) -> str | uuid.UUID:
     return value.hex if DIALECT == "sqlite" else value
 
 
-def _audit(request: Request, admin: tuple, keys: dict, removed: object, remaining: int) -> dict:
-    name, verified = removed  # type: ignore[misc]
+def _audit(
+    request: Request, admin: tuple, keys: dict, removed: tuple[str, bool], remaining: int
+) -> dict:
+    name, verified = removed
     details = {"deviceName": name, "deviceVerified": bool(verified),
                "remainingDevices": remaining, "mfaDisabled": not remaining,
                "sessionsRevoked": 0}  # fmt: skip

@@ -111,8 +111,6 @@ def run_wrk(
     unexpected = sum(n for status, n in statuses.items() if int(status) != load.expected_status)
     socket = int(figures["socket_errors"]) + int(figures["timeouts"])  # type: ignore[call-overload]
     figures["errors"] = unexpected + socket
-    figures["requests_per_second"] = round(
-        int(figures["requests"]) / (int(figures["duration_us"]) / 1e6),
-        1,  # type: ignore[call-overload]
-    )
+    seconds = int(figures["duration_us"]) / 1e6  # type: ignore[call-overload]
+    figures["requests_per_second"] = round(int(figures["requests"]) / seconds, 1)  # type: ignore[call-overload]
     return figures
