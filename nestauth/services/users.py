@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, delete, exists, select
+from sqlalchemy import Table, bindparam, delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestauth.errors import UserNotFound
@@ -41,17 +41,50 @@ _DEVICES_OF_USER = (
     .where(TotpDevice.user_id == bindparam("user_id"))
     .order_by(TotpDevice.created_at, TotpDevice.id)
 )
-_HAS_UNUSED_CODES = select(
-    exists().where(RecoveryCode.user_id == bindparam("user_id"), RecoveryCode.used_at.is_(None))
+# An admin's view of one user, read with Core: only the columns the response shows (no
+# password hash, TOTP secret or refresh-token digest is even loaded), no ORM objects.
+_USERS, _DEVICES, _SESSIONS, _CODES = (
+    cast(Table, model.__table__) for model in (User, TotpDevice, UserSession, RecoveryCode)
 )
+_DETAIL_USER = select(
+    _USERS.c.id, _USERS.c.email, _USERS.c.phone, _USERS.c.is_active, _USERS.c.is_verified,
+    _USERS.c.is_mfa_enabled, _USERS.c.metadata.label("metadata_"), _USERS.c.created_at,
+    _USERS.c.updated_at,
+    exists()
+    .where(_CODES.c.user_id == _USERS.c.id, _CODES.c.used_at.is_(None))
+    .correlate(_USERS)
+    .label("has_recovery_codes"),
+).where(_USERS.c.id == bindparam("user_id"))  # fmt: skip
+_DETAIL_DEVICES = (
+    select(
+        _DEVICES.c.id, _DEVICES.c.device_name, _DEVICES.c.verified, _DEVICES.c.last_used_at,
+        _DEVICES.c.created_at,
+    )
+    .where(_DEVICES.c.user_id == bindparam("user_id"))
+    .order_by(_DEVICES.c.created_at, _DEVICES.c.id)
+)  # fmt: skip
+_DETAIL_SESSIONS = (
+    select(
+        _SESSIONS.c.id, _SESSIONS.c.created_at, _SESSIONS.c.last_used_at,
+        _SESSIONS.c.expires_at, _SESSIONS.c.ip, _SESSIONS.c.user_agent,
+    )
+    .where(
+        _SESSIONS.c.user_id == bindparam("user_id"),
+        _SESSIONS.c.revoked_at.is_(None),
+        _SESSIONS.c.expires_at > bindparam("now"),
+    )
+    .order_by(_SESSIONS.c.created_at.desc(), _SESSIONS.c.id)
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class UserDetail:
-    user: User
-    devices: list[TotpDevice]
+    """Rows with the attribute names of User, TotpDevice and UserSession (views take both)."""
+
+    user: Any
+    devices: list[Any]
     has_recovery_codes: bool
-    sessions: list[UserSession]
+    sessions: list[Any]
 
 
 async def create_user(
@@ -98,12 +131,13 @@ async def list_users(
 
 
 async def get_user_detail(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> UserDetail:
-    """A fixed number of queries whatever the number of devices and sessions."""
-    user = await get_user(session, user_id)
-    devices = await list_devices(session, user_id)
-    has_codes = await session.scalar(_HAS_UNUSED_CODES, {"user_id": user_id})
-    sessions = await user_sessions.list_live(session, user_id, now)
-    return UserDetail(user, devices, bool(has_codes), sessions)
+    """Three queries whatever the number of devices and sessions."""
+    user = (await session.execute(_DETAIL_USER, {"user_id": user_id})).first()
+    if user is None:
+        raise UserNotFound()
+    devices = (await session.execute(_DETAIL_DEVICES, {"user_id": user_id})).all()
+    live = (await session.execute(_DETAIL_SESSIONS, {"user_id": user_id, "now": now})).all()
+    return UserDetail(user, list(devices), bool(user.has_recovery_codes), list(live))
 
 
 async def list_devices(session: AsyncSession, user_id: uuid.UUID) -> list[TotpDevice]:
