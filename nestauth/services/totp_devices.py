@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import cast
 
 import pyotp
-from sqlalchemy import Table, bindparam, delete, func, select, update
+from sqlalchemy import Table, and_, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestauth.errors import TotpDeviceNotFound, UserNotFound
@@ -19,7 +19,19 @@ from nestauth.services.secrets import SecretBox
 
 # Built once, and Core (no ORM bookkeeping): the seed operation runs these on every call.
 _DEVICES, _USERS = cast(Table, TotpDevice.__table__), cast(Table, User.__table__)
-_LOCK_USER = select(_USERS.c.id).where(_USERS.c.id == bindparam("uid")).with_for_update()
+# The user (locked: concurrent removals of one user's devices queue here) and whether the
+# device is theirs, in one statement: the not-found answers need no second one.
+_LOCK_USER_FIND_DEVICE = (
+    select(_USERS.c.id, _DEVICES.c.id.label("device_id"))
+    .select_from(
+        _USERS.outerjoin(
+            _DEVICES,
+            and_(_DEVICES.c.id == bindparam("device_id"), _DEVICES.c.user_id == _USERS.c.id),
+        )
+    )
+    .where(_USERS.c.id == bindparam("uid"))
+    .with_for_update(of=_USERS)
+)
 _DELETE_DEVICE = (
     delete(_DEVICES)
     .where(_DEVICES.c.id == bindparam("device_id"), _DEVICES.c.user_id == bindparam("uid"))
@@ -94,11 +106,12 @@ async def remove_user_device(
     The same rule whether an admin removes it or the user does."""
     # Locking the user serialises concurrent removals of this user's devices, so the
     # "no verified device left" decision below is never made on a stale count.
-    if await session.scalar(_LOCK_USER, {"uid": user_id}) is None:
+    keys = {"device_id": device_id, "uid": user_id}
+    found = (await session.execute(_LOCK_USER_FIND_DEVICE, keys)).first()
+    if found is None:
         raise UserNotFound()
-    removed = (
-        await session.execute(_DELETE_DEVICE, {"device_id": device_id, "uid": user_id})
-    ).first()
+    # Found, but possibly removed by a request that held the lock first: the DELETE decides.
+    removed = (await session.execute(_DELETE_DEVICE, keys)).first() if found.device_id else None
     if removed is None:
         raise TotpDeviceNotFound()
     remaining = await _count_verified_devices(session, user_id)
