@@ -18,7 +18,9 @@ from nestauth.services.audit import Actor, RequestMeta, record_action
 from nestauth.services.secrets import SecretBox
 
 # Built once, and Core (no ORM bookkeeping): the seed operation runs these on every call.
-_DEVICES, _USERS = cast(Table, TotpDevice.__table__), cast(Table, User.__table__)
+_DEVICES, _USERS, _CODES = (
+    cast(Table, model.__table__) for model in (TotpDevice, User, RecoveryCode)
+)
 # The user (locked: concurrent removals of one user's devices queue here) and whether the
 # device is theirs, in one statement: the not-found answers need no second one.
 _LOCK_USER_FIND_DEVICE = (
@@ -37,6 +39,8 @@ _DELETE_DEVICE = (
     .where(_DEVICES.c.id == bindparam("device_id"), _DEVICES.c.user_id == bindparam("uid"))
     .returning(_DEVICES.c.device_name, _DEVICES.c.verified)
 )
+_MFA_OFF = update(_USERS).where(_USERS.c.id == bindparam("uid")).values(is_mfa_enabled=False)
+_DELETE_RECOVERY_CODES = delete(_CODES).where(_CODES.c.user_id == bindparam("uid"))
 _COUNT_VERIFIED = (
     select(func.count())
     .select_from(_DEVICES)
@@ -144,8 +148,8 @@ async def _apply_last_device_rule(
     under a policy the user stays flagged and enrols again at the next login."""
     if remaining or mfa_required:
         return False
-    await session.execute(update(User).where(User.id == user_id).values(is_mfa_enabled=False))
-    await session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
+    await session.execute(_MFA_OFF, {"uid": user_id})
+    await session.execute(_DELETE_RECOVERY_CODES, {"uid": user_id})
     return True
 
 
