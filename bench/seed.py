@@ -12,14 +12,13 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import cast
 
 import pyotp
-from sqlalchemy import Table, func, insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from nestauth import db
-from nestauth.models import MfaChallenge, TotpDevice, User, UserSession
+from nestauth.models import MfaChallenge, TotpDevice, User, UserSession, core_table
 from nestauth.services import admins, passwords, tokens
 from nestauth.services.emails import normalize_email
 from nestauth.services.secrets import SecretBox
@@ -89,7 +88,7 @@ class Loader:
                 (MfaChallenge, _challenge_rows(batch, now) if mfa_challenges else []),
             ):
                 if rows:  # Core inserts: the ORM's unit of work is far slower in bulk
-                    await connection.execute(insert(cast(Table, model.__table__)), rows)
+                    await connection.execute(insert(core_table(model)), rows)
 
     def _user_row(self, user: BulkUser, now: datetime, mfa: bool) -> dict[str, object]:
         return {

@@ -2,7 +2,7 @@
 
 from nestauth.models.admin import ADMIN_ROLES, Admin, AdminSession
 from nestauth.models.audit import AuditEvent
-from nestauth.models.base import Base, utcnow
+from nestauth.models.base import Base, core_table, utcnow
 from nestauth.models.mfa import MFA_PURPOSES, MfaChallenge
 from nestauth.models.ratelimit import RateLimitBucket
 from nestauth.models.user import RecoveryCode, TotpDevice, UsedRefreshToken, User, UserSession
@@ -21,5 +21,6 @@ __all__ = [
     "UsedRefreshToken",
     "User",
     "UserSession",
+    "core_table",
     "utcnow",
 ]

@@ -5,14 +5,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestauth.config import Settings
 from nestauth.errors import InvalidCredentials, SessionExpired, SessionInvalid
-from nestauth.models import Admin, AdminSession
+from nestauth.models import Admin, AdminSession, core_table
 from nestauth.services import credentials, ratelimit, tokens
 from nestauth.services.audit import AdminActor, RequestMeta, record_event
 from nestauth.services.emails import normalize_email
@@ -22,7 +21,7 @@ from nestauth.services.emails import normalize_email
 TOUCH_INTERVAL = timedelta(seconds=60)
 # Built once, Core: every admin request runs these, so no statement is rebuilt and no ORM
 # object made for them.
-_SESSIONS, _ADMINS = cast(Table, AdminSession.__table__), cast(Table, Admin.__table__)
+_SESSIONS, _ADMINS = core_table(AdminSession), core_table(Admin)
 _SESSION_BY_TOKEN = (
     select(
         _SESSIONS.c.id, _SESSIONS.c.csrf_token_hash, _SESSIONS.c.last_seen_at,

@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from nestauth.models import AuditEvent
+from nestauth.models import AuditEvent, core_table
 from nestauth.services.pagination import Page, paginate
 
 
@@ -42,7 +42,7 @@ class AdminActor:
 
 
 # Built once: a statement's construction and cache key cost more than its execution.
-_INSERT_EVENT = insert(cast(Table, AuditEvent.__table__))  # Core: no unit-of-work flush
+_INSERT_EVENT = insert(core_table(AuditEvent))  # Core: no unit-of-work flush
 
 
 async def record_admin_action(session: AsyncSession, *, actor: AdminActor, **event: Any) -> None:

@@ -9,15 +9,15 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NoReturn, cast
+from typing import NoReturn
 
 import segno
-from sqlalchemy import Table, bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestauth.config import Settings
 from nestauth.errors import DeviceLimitReached, MfaCodeInvalid, MfaTokenInvalid, TotpDeviceNotFound
-from nestauth.models import MfaChallenge, RecoveryCode, TotpDevice, User
+from nestauth.models import MfaChallenge, RecoveryCode, TotpDevice, User, core_table
 from nestauth.services import ratelimit, tokens, totp, totp_devices, users
 from nestauth.services.secrets import SecretBox
 
@@ -27,7 +27,7 @@ RECOVERY_CODES = 10
 RECOVERY_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud safely
 # Built once: a statement's construction and cache key cost more than its execution.
 _CHALLENGE_BY_TOKEN = select(MfaChallenge).where(MfaChallenge.token_hash == bindparam("token_hash"))
-_CHALLENGES = cast(Table, MfaChallenge.__table__)
+_CHALLENGES = core_table(MfaChallenge)
 _CLOSE_CHALLENGE = (  # Core: the closed challenge object is not used again
     update(_CHALLENGES)
     .where(_CHALLENGES.c.id == bindparam("challenge_id"), _CHALLENGES.c.used_at.is_(None))

@@ -10,18 +10,17 @@ import hashlib
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
 
-from sqlalchemy import Table, bindparam, delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestauth.errors import RateLimited
-from nestauth.models import RateLimitBucket
+from nestauth.models import RateLimitBucket, core_table
 
 # Built once, and Core where no ORM object is needed: every login and MFA step runs these.
-_BUCKETS = cast(Table, RateLimitBucket.__table__)
+_BUCKETS = core_table(RateLimitBucket)
 _NEW_BUCKET = {
     dialect: insert(_BUCKETS)
     .values(key=bindparam("key"), failures=0, window_started_at=bindparam("now"))

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import hmac
 from datetime import datetime
-from typing import cast
 
 import pyotp
-from sqlalchemy import Table, bindparam, or_, update
+from sqlalchemy import bindparam, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from nestauth.models import TotpDevice
+from nestauth.models import TotpDevice, core_table
 
 STEP_SECONDS = 30
 DRIFT_STEPS = 1  # RFC 6238 §5.2: allow one step either side for clock drift
 # Built once: a statement's construction and cache key cost more than its execution.
-_DEVICES = cast(Table, TotpDevice.__table__)  # Core: no ORM bookkeeping on every MFA step
+_DEVICES = core_table(TotpDevice)  # Core: no ORM bookkeeping on every MFA step
 _CLAIM_STEP = (
     update(_DEVICES)
     .where(

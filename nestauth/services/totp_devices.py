@@ -5,22 +5,19 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
 
 import pyotp
-from sqlalchemy import Table, and_, bindparam, delete, func, select, update
+from sqlalchemy import and_, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestauth.errors import TotpDeviceNotFound, UserNotFound
-from nestauth.models import RecoveryCode, TotpDevice, User
+from nestauth.models import RecoveryCode, TotpDevice, User, core_table
 from nestauth.services import user_sessions
 from nestauth.services.audit import Actor, RequestMeta, record_action
 from nestauth.services.secrets import SecretBox
 
 # Built once, and Core (no ORM bookkeeping): the seed operation runs these on every call.
-_DEVICES, _USERS, _CODES = (
-    cast(Table, model.__table__) for model in (TotpDevice, User, RecoveryCode)
-)
+_DEVICES, _USERS, _CODES = (core_table(model) for model in (TotpDevice, User, RecoveryCode))
 # The user (locked: concurrent removals of one user's devices queue here) and whether the
 # device is theirs, in one statement: the not-found answers need no second one.
 _LOCK_USER_FIND_DEVICE = (

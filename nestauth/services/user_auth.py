@@ -5,14 +5,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestauth.config import Settings
 from nestauth.errors import InvalidCredentials, SessionInvalid
-from nestauth.models import UsedRefreshToken, User, UserSession
+from nestauth.models import UsedRefreshToken, User, UserSession, core_table
 from nestauth.services import (
     credentials,
     mfa,
@@ -26,7 +25,7 @@ from nestauth.services.audit import RequestMeta
 from nestauth.services.emails import normalize_email
 
 # Built once, Core: no statement construction or unit-of-work flush per login.
-_INSERT_SESSION = insert(cast(Table, UserSession.__table__))
+_INSERT_SESSION = insert(core_table(UserSession))
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, exists, select
+from sqlalchemy import bindparam, delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestauth.errors import UserNotFound
-from nestauth.models import RecoveryCode, TotpDevice, User, UserSession
+from nestauth.models import RecoveryCode, TotpDevice, User, UserSession, core_table
 from nestauth.services import passwords, user_sessions
 from nestauth.services.audit import AdminActor, RequestMeta, record_admin_action
 from nestauth.services.emails import flush_unique_email, normalize_email
@@ -44,7 +44,7 @@ _DEVICES_OF_USER = (
 # An admin's view of one user, read with Core: only the columns the response shows (no
 # password hash, TOTP secret or refresh-token digest is even loaded), no ORM objects.
 _USERS, _DEVICES, _SESSIONS, _CODES = (
-    cast(Table, model.__table__) for model in (User, TotpDevice, UserSession, RecoveryCode)
+    core_table(model) for model in (User, TotpDevice, UserSession, RecoveryCode)
 )
 _DETAIL_USER = select(
     _USERS.c.id, _USERS.c.email, _USERS.c.phone, _USERS.c.is_active, _USERS.c.is_verified,
