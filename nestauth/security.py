@@ -6,7 +6,6 @@ Connexion validates the request only after these pass.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from connexion.lifecycle import ConnexionRequest
@@ -122,13 +121,3 @@ def _check_role(role: str, required_role: str | None) -> None:
     needed = ROLE_RANK[required_role] if required_role else ROLE_RANK["owner"]
     if ROLE_RANK.get(role, -1) < needed:
         raise MissingPermissions()
-
-
-def _remember_signatures(*functions: Any) -> None:
-    """Connexion reads a security function's signature on every request; a stored
-    __signature__ is handed back without inspecting the function again."""
-    for function in functions:
-        function.__signature__ = inspect.signature(function)
-
-
-_remember_signatures(user_from_bearer, admin_from_cookie, admin_from_bearer)

@@ -114,7 +114,7 @@ async def update_admin(
     now: datetime,
 ) -> Admin:
     """A demotion or a new password ends the admin's sessions at once (ASVS 3.3.3)."""
-    admin = await _get_admin(session, admin_id)
+    admin = await get_admin(session, admin_id, lock=True)
     changed = []
     if "role" in changes and changes["role"] != admin.role:
         if admin.role == "owner":
@@ -145,7 +145,7 @@ async def delete_admin(
     now: datetime,
 ) -> None:
     """Sessions go with the admin (ON DELETE CASCADE), so its tokens fail at once."""
-    admin = await _get_admin(session, admin_id)
+    admin = await get_admin(session, admin_id, lock=True)
     if admin.role == "owner":
         await _ensure_another_owner(session, admin.id)
     await session.execute(delete(Admin).where(Admin.id == admin_id))
@@ -155,15 +155,9 @@ async def delete_admin(
     )  # fmt: skip
 
 
-async def get_admin(session: AsyncSession, admin_id: uuid.UUID) -> Admin:
-    admin = await session.get(Admin, admin_id)
-    if admin is None:
-        raise AdminNotFound()
-    return admin
-
-
-async def _get_admin(session: AsyncSession, admin_id: uuid.UUID) -> Admin:
-    admin = await session.scalar(select(Admin).where(Admin.id == admin_id).with_for_update())
+async def get_admin(session: AsyncSession, admin_id: uuid.UUID, *, lock: bool = False) -> Admin:
+    query = select(Admin).where(Admin.id == admin_id)
+    admin = await session.scalar(query.with_for_update() if lock else query)
     if admin is None:
         raise AdminNotFound()
     return admin
