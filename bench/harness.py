@@ -49,6 +49,13 @@ class Server:
         self.stop()
         raise SystemExit(f"{self.name} did not answer within 60 s; see {self.log_path}")
 
+    def __enter__(self) -> Server:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
     def rss_mb(self) -> float:
         """Resident memory of the server process, as the kernel counts it."""
         assert self.process is not None

@@ -2,14 +2,13 @@
 
 Starts `nestauth serve` on a fresh SQLite file (or NESTAUTH_DATABASE_URL), enrols devices,
 then times 20 logins from this process over loopback.
-Usage: .venv/bin/python bench/mfa_login_time.py
+Usage: .venv/bin/python -m bench.mfa_login_time
 """
 
 from __future__ import annotations
 
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -18,31 +17,13 @@ from pathlib import Path
 import httpx
 import pyotp
 
+from bench.harness import Server
+
 LOGINS = 20
 DEVICES_PER_USER = 10  # each code is accepted once per device, so each login uses its own
 PORT = int(os.environ.get("BENCH_PORT", "8765"))
 BASE = f"http://127.0.0.1:{PORT}"
 PASSWORD = "a long user password"
-
-
-def start_server(workdir: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "NESTAUTH_VAR_DIR": str(workdir / "var"),
-        "NESTAUTH_COOKIE_SECURE": "false",
-    }
-    command = [sys.executable, "-m", "nestauth.cli", "serve", "--port", str(PORT)]
-    server = subprocess.Popen(
-        command, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    for _ in range(300):
-        try:
-            if httpx.get(f"{BASE}/auth/health").status_code == 200:
-                return server
-        except httpx.TransportError:
-            time.sleep(0.1)
-    server.terminate()
-    raise SystemExit("the server did not start")
 
 
 def enrol_user(client: httpx.Client, email: str) -> list[str]:
@@ -78,20 +59,22 @@ def timed_login(client: httpx.Client, email: str, secret: str) -> float:
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as workdir:
-        server = start_server(Path(workdir))
-        try:
-            with httpx.Client(base_url=BASE, timeout=10) as client:
-                users = {
-                    f"bench{u}@example.com": enrol_user(client, f"bench{u}@example.com")
-                    for u in range(2)
-                }
-                pairs = [(email, secret) for email, secrets in users.items() for secret in secrets]
-                times = [
-                    timed_login(client, email, secret) * 1000 for email, secret in pairs[:LOGINS]
-                ]
-        finally:
-            server.terminate()
-            server.wait(timeout=15)
+        env = {
+            **os.environ,
+            "NESTAUTH_VAR_DIR": f"{workdir}/var",
+            "NESTAUTH_COOKIE_SECURE": "false",
+        }
+        command = [sys.executable, "-m", "nestauth.cli", "serve", "--port", str(PORT)]
+        with (
+            Server("nestauth", command, env, PORT, Path(workdir) / "nestauth.log"),
+            httpx.Client(base_url=BASE, timeout=10) as client,
+        ):
+            users = {
+                f"bench{u}@example.com": enrol_user(client, f"bench{u}@example.com")
+                for u in range(2)
+            }
+            pairs = [(email, secret) for email, secrets in users.items() for secret in secrets]
+            times = [timed_login(client, email, secret) * 1000 for email, secret in pairs[:LOGINS]]
     print(
         f"login with MFA, {len(times)} runs: median {statistics.median(times):.1f} ms, "
         f"min {min(times):.1f} ms, max {max(times):.1f} ms"

@@ -102,23 +102,16 @@ def admin_token(server: Server) -> str:
 
 
 def nestauth_cases(run: Run, target: seed.BulkUser) -> None:
-    server = run.nestauth()
-    server.start()
-    try:
+    with run.nestauth() as server:
         token = admin_token(server)
         run.measure(server, "seed-op-404", cases.seed_not_found(target, token))
         run.measure(server, "get-user", cases.get_user(target, token))
-        warm, pool = delete_pools(run)
-        result = run.measure(server, "seed-op-delete", cases.seed_delete(pool, token),
-                             cases.seed_delete(warm, token))  # fmt: skip
-        check_deletes(run, pool, result)
+        measure_deletes(run, server, token)
         warm, pool = (run.loop.run(run.loader.users(n, mfa_challenges=True))
                       for n in (200, run.pool_size()))  # fmt: skip
         run.measure(server, "mfa-verify", cases.mfa_verify(pool), cases.mfa_verify(warm))
         run.measure(server, "admin-login", cases.admin_login())
         run.memory["nestauth"] = settled_rss(server)
-    finally:
-        server.stop()
 
 
 def settled_rss(server: Server) -> float:
@@ -127,15 +120,15 @@ def settled_rss(server: Server) -> float:
     return server.rss_mb()
 
 
-def delete_pools(run: Run) -> tuple[list[seed.BulkUser], list[seed.BulkUser]]:
+def measure_deletes(run: Run, server: Server, token: str) -> None:
+    """Each request removes a device of its own; the database must agree with the 200s.
+    wrk stops with up to one request per connection in flight, which the server may
+    still complete: those removals have no counted 200."""
     owners = (run.pool_size() + 4) // 5
     warm = run.loop.run(run.loader.users(40, devices=5))
-    return warm, run.loop.run(run.loader.users(owners, devices=5))
-
-
-def check_deletes(run: Run, pool: list[seed.BulkUser], result: dict) -> None:
-    """Every 200 removed a device. wrk stops with up to one request per connection in
-    flight, which the server may still complete: those removals have no counted 200."""
+    pool = run.loop.run(run.loader.users(owners, devices=5))
+    result = run.measure(server, "seed-op-delete", cases.seed_delete(pool, token),
+                         cases.seed_delete(warm, token))  # fmt: skip
     device_ids = [d for user in pool for d in user.device_ids]
     left = run.loop.run(seed.count_devices(run.engine, device_ids))
     removed, answered = len(device_ids) - left, result["statuses"].get("200", 0)
@@ -147,28 +140,12 @@ def check_deletes(run: Run, pool: list[seed.BulkUser], result: dict) -> None:
 
 def floor_cases(run: Run, target: seed.BulkUser) -> None:
     run.phase = "floor"
-    token = admin_token_for_floor(run)
-    server = run.floor()
-    server.start()
-    try:
+    with run.nestauth() as login_server:  # the floor has no login route: sign in here
+        token = admin_token(login_server)
+    with run.floor() as server:
         run.measure(server, "seed-op-404", cases.seed_not_found(target, token))
-        warm, pool = delete_pools(run)
-        result = run.measure(server, "seed-op-delete", cases.seed_delete(pool, token),
-                             cases.seed_delete(warm, token))  # fmt: skip
-        check_deletes(run, pool, result)
+        measure_deletes(run, server, token)
         run.memory["floor"] = settled_rss(server)
-    finally:
-        server.stop()
-
-
-def admin_token_for_floor(run: Run) -> str:
-    """The floor has no login route: sign in on nestauth, use the session on the floor."""
-    server = run.nestauth()
-    server.start()
-    try:
-        return admin_token(server)
-    finally:
-        server.stop()
 
 
 def scaling_cases(run: Run, target: seed.BulkUser) -> None:
@@ -177,15 +154,11 @@ def scaling_cases(run: Run, target: seed.BulkUser) -> None:
     run.loop.run(run.loader.users(max(0, missing), keep=False))
     print(f"loaded {missing} users in {time.monotonic() - started:.0f} s", flush=True)
     run.phase = "large"
-    server = run.nestauth()
-    server.start()
-    try:
+    with run.nestauth() as server:
         token = admin_token(server)
         run.measure(server, "seed-op-404", cases.seed_not_found(target, token))
         run.measure(server, "get-user", cases.get_user(target, token))
         run.memory["nestauth-large"] = settled_rss(server)
-    finally:
-        server.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
