@@ -405,6 +405,16 @@ def assert_error(response: Any, status: int, code: str) -> None:
     assert body["code"] == code
 
 
+def assert_admin_event(event: Any, admin_id: object, admin_email: str, **columns: object) -> None:
+    """An audit event made by this admin, with these column values (ids compared as text)."""
+    assert (event.actor_type, str(event.actor_id), event.actor_email) == (
+        "admin", str(admin_id), admin_email,
+    )  # fmt: skip
+    for name, expected in columns.items():
+        value = getattr(event, name)
+        assert (str(value) if isinstance(value, uuid.UUID) else value) == expected, name
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 

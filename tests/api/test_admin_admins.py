@@ -7,7 +7,7 @@ import uuid
 import sqlalchemy as sa
 
 from nestauth.models import Admin, AdminSession, AuditEvent
-from tests.support import PASSWORD, Api, Signed, assert_error, sign_in
+from tests.support import PASSWORD, Api, Signed, assert_admin_event, assert_error, sign_in
 
 URL = "/auth/admin/admins"
 NEW_PASSWORD = "a brand new admin password"
@@ -124,10 +124,9 @@ class TestCreateAdmin:
         owner = sign_in(api)
         created = api.client.post(URL, json=self.body(), headers=owner.headers).json()["admin"]
         [event] = events(api, "admin.created")
-        assert (event.actor_type, str(event.actor_id), event.actor_email) == (
-            "admin", owner.id, owner.email,
-        )  # fmt: skip
-        assert (event.target_type, str(event.target_id)) == ("admin", created["id"])
+        assert_admin_event(
+            event, owner.id, owner.email, target_type="admin", target_id=created["id"]
+        )
         assert event.ip and event.occurred_at
         assert event.details == {"role": "admin"}
         assert PASSWORD not in str(event.details)

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestauth.models import AuditEvent, User, utcnow
 from nestauth.services import users
-from tests.support import Api, assert_error, bearer
+from tests.support import Api, assert_admin_event, assert_error, bearer
 
 URL = "/auth/admin/api/users"
 USER_KEYS = {
@@ -269,12 +269,10 @@ class TestCreateUser:
         body = {"email": "alice@example.com", "password": password, "isVerified": True}
         user = api.client.post(URL, json=body, headers=headers).json()["user"]
         event = api.scalar(sa.select(AuditEvent).where(AuditEvent.action == "user.created"))
-        assert (event.actor_type, str(event.actor_id), event.actor_email) == (
-            "admin", admin["id"], admin["email"],
+        assert_admin_event(
+            event, admin["id"], admin["email"], target_type="user", target_id=user["id"],
+            user_id=user["id"], user_agent="audit-test/2.0",
         )  # fmt: skip
-        assert event.target_type == "user"
-        assert (str(event.target_id), str(event.user_id)) == (user["id"], user["id"])
-        assert event.user_agent == "audit-test/2.0"
         assert event.ip
         assert event.occurred_at is not None
         assert sorted(event.details["fields"]) == ["email", "isVerified", "password"]
