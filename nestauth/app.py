@@ -18,6 +18,7 @@ from nestauth.config import Settings
 from nestauth.context import Runtime
 from nestauth.errors import KnownRoutes, register_error_handlers
 from nestauth.middleware import BodySizeLimitMiddleware, TransactionMiddleware
+from nestauth.services import passwords
 from nestauth.services.secrets import SecretBox
 from nestauth.validation import register_formats, validator_map
 
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
             if op.get("x-nestauth-setup-token")
         ),
     )
+    passwords.use_profile(settings.password_hash_profile)
     register_formats()
     openapi31.enable()
     connexion_tuning.enable()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import ipaddress
 import json
 import sys
 import warnings
@@ -17,7 +18,7 @@ from nestauth import db, migrations  # noqa: E402
 from nestauth.config import ConfigError, Settings  # noqa: E402
 from nestauth.errors import ApiError  # noqa: E402
 from nestauth.models import ADMIN_ROLES  # noqa: E402
-from nestauth.services import admins, totp_devices, users  # noqa: E402
+from nestauth.services import admins, passwords, totp_devices, users  # noqa: E402
 from nestauth.services.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH  # noqa: E402
 from nestauth.services.secrets import SecretBox  # noqa: E402
 
@@ -26,6 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env()
+        passwords.use_profile(settings.password_hash_profile)
         return int(args.run(settings, args) or 0)
     except (ConfigError, ValueError) as exc:
         print(f"nestauth: {exc}", file=sys.stderr)
@@ -70,6 +72,10 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    if settings.password_hash_profile != passwords.DEFAULT_PROFILE and not _is_loopback(args.host):
+        raise ConfigError(
+            "NESTAUTH_PASSWORD_HASH_PROFILE", "the test profile serves on loopback addresses only"
+        )
     if db.is_sqlite(db.async_url(settings.database_url)):
         migrations.upgrade(settings.database_url)  # the embedded default is ready on first run
     uvicorn.run(
@@ -83,6 +89,13 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
     )
     return 0
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _upgrade(settings: Settings, _args: argparse.Namespace) -> int:

@@ -47,6 +47,7 @@ class Settings:
     db_pool_timeout_seconds: int = 5
     shutdown_timeout_seconds: int = 10
     validate_responses: bool = False
+    password_hash_profile: str = "default"  # noqa: S105 (a cost profile, not a password)
     var_dir: Path = field(default=Path("var"))
 
     @classmethod
@@ -83,6 +84,9 @@ class Settings:
             db_pool_timeout_seconds=env.positive_int("NESTAUTH_DB_POOL_TIMEOUT_SECONDS", 5),
             shutdown_timeout_seconds=env.positive_int("NESTAUTH_SHUTDOWN_TIMEOUT_SECONDS", 10),
             validate_responses=env.boolean("NESTAUTH_VALIDATE_RESPONSES", False),
+            password_hash_profile=env.choice(
+                "NESTAUTH_PASSWORD_HASH_PROFILE", "default", ("default", "test")
+            ),
             var_dir=var_dir,
         )
 
@@ -110,6 +114,12 @@ class _Env:
         if value in _FALSE:
             return False
         raise ConfigError(name, f"expected true or false, got {raw!r}")
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = self.text(name, default) or default
+        if value not in allowed:
+            raise ConfigError(name, f"expected one of {', '.join(allowed)}, got {value!r}")
+        return value
 
     def positive_int(self, name: str, default: int) -> int:
         raw = self._environ.get(name)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
 from nestauth.app import create_app
 from tests.support import Api, database_backends, fresh_database, make_settings
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Servers and CLI runs that tests start hash passwords at the cheap test cost too (the
+    production profile is exercised by tests that say so)."""
+    os.environ.setdefault("NESTAUTH_PASSWORD_HASH_PROFILE", "test")
 
 
 @pytest.fixture(scope="session", params=database_backends())
