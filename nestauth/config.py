@@ -48,6 +48,14 @@ class Settings:
     shutdown_timeout_seconds: int = 10
     validate_responses: bool = False
     password_hash_profile: str = "default"  # noqa: S105 (a cost profile, not a password)
+    hash_queue_size: int = 16
+    hash_max_in_flight_per_client: int = 2
+    ip_max_failures: int = 50
+    account_slow_after_failures: int = 10
+    account_slow_max_seconds: int = 60
+    signup_max_per_ip: int = 20
+    signup_max_per_email_ip: int = 5
+    signup_window_seconds: int = 60 * 60
     var_dir: Path = field(default=Path("var"))
 
     @classmethod
@@ -88,6 +96,18 @@ class Settings:
                 "NESTAUTH_PASSWORD_HASH_PROFILE", "default", ("default", "test")
             ),
             var_dir=var_dir,
+            hash_queue_size=env.positive_int("NESTAUTH_HASH_QUEUE_SIZE", 16),
+            hash_max_in_flight_per_client=env.positive_int(
+                "NESTAUTH_HASH_MAX_IN_FLIGHT_PER_CLIENT", 2
+            ),
+            ip_max_failures=env.positive_int("NESTAUTH_IP_MAX_FAILURES", 50),
+            account_slow_after_failures=env.positive_int(
+                "NESTAUTH_ACCOUNT_SLOW_AFTER_FAILURES", 10
+            ),
+            account_slow_max_seconds=env.positive_int("NESTAUTH_ACCOUNT_SLOW_MAX_SECONDS", 60),
+            signup_max_per_ip=env.positive_int("NESTAUTH_SIGNUP_MAX_PER_IP", 20),
+            signup_max_per_email_ip=env.positive_int("NESTAUTH_SIGNUP_MAX_PER_EMAIL_IP", 5),
+            signup_window_seconds=env.positive_int("NESTAUTH_SIGNUP_WINDOW_SECONDS", 3600),
         )
 
 

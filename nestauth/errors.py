@@ -132,14 +132,27 @@ class PayloadTooLarge(ApiError):
 class RateLimited(ApiError):
     status_code, code, message = 429, "RATE_LIMITED", "Too many attempts; try again later"
 
-    def __init__(self, retry_after: int) -> None:
+    def __init__(self, retry_after: int, message: str | None = None) -> None:
         super().__init__(
-            details={"retryAfter": retry_after}, headers={"Retry-After": str(retry_after)}
+            message, details={"retryAfter": retry_after}, headers={"Retry-After": str(retry_after)}
         )
 
 
 class ServiceUnavailable(ApiError):
     status_code, code, message = 503, "SERVICE_UNAVAILABLE", "Service temporarily unavailable"
+
+
+class HashingBusy(ApiError):
+    """Every place in the password-hashing queue is taken: the server is overloaded, not the
+    client at fault (unlike RATE_LIMITED). Answered at once; retrying shortly is safe."""
+
+    status_code, code = 503, "HASHING_BUSY"
+    message = "The server is busy checking passwords; retry shortly"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            details={"retryAfter": retry_after}, headers={"Retry-After": str(retry_after)}
+        )
 
 
 # Codes for failures Connexion and Starlette raise themselves, by status.

@@ -83,7 +83,7 @@ async def verify_totp_setup(*, body: dict[str, Any]) -> dict[str, Any]:
     ctx, user = context.current(), _user()
     device = await mfa.finish_enrolment(
         ctx.session, ctx.settings, ctx.runtime.secret_box, user,
-        secret=body["secret"], otp=body["otp"], now=ctx.now(),
+        secret=body["secret"], otp=body["otp"], now=ctx.now(), address=ctx.meta.ip,
     )  # fmt: skip
     if ctx.setup_challenge is None:
         return {"message": "TOTP device verified", "deviceId": str(device.id)}
@@ -102,8 +102,9 @@ async def verify_mfa(*, body: dict[str, Any]) -> dict[str, Any]:
     ctx = context.current()
     challenge, user = await mfa.open_challenge(ctx.session, body["mfaToken"], "login", ctx.now())
     await mfa.check_totp(
-        ctx.session, ctx.settings, ctx.runtime.secret_box, user, body["otp"], ctx.now()
-    )
+        ctx.session, ctx.settings, ctx.runtime.secret_box, user, body["otp"], ctx.now(),
+        ctx.meta.ip,
+    )  # fmt: skip
     await mfa.close_challenge(ctx.session, challenge, ctx.now())
     tokens = await auth.open_session(ctx.session, ctx.settings, user, ctx.meta, ctx.now())
     return tokens_view(tokens, "MFA verified")
@@ -112,7 +113,9 @@ async def verify_mfa(*, body: dict[str, Any]) -> dict[str, Any]:
 async def verify_mfa_recovery_code(*, body: dict[str, Any]) -> dict[str, Any]:
     ctx = context.current()
     challenge, user = await mfa.open_challenge(ctx.session, body["mfaToken"], "login", ctx.now())
-    await mfa.use_recovery_code(ctx.session, ctx.settings, user, body["code"], ctx.now())
+    await mfa.use_recovery_code(
+        ctx.session, ctx.settings, user, body["code"], ctx.now(), ctx.meta.ip
+    )
     await mfa.close_challenge(ctx.session, challenge, ctx.now())
     tokens = await auth.open_session(ctx.session, ctx.settings, user, ctx.meta, ctx.now())
     return tokens_view(tokens, "Recovery code accepted")
