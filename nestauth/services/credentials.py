@@ -36,6 +36,7 @@ async def check_password(
     if not await passwords.verify_password(hashed, password) or not usable:
         return False
     await ratelimit.clear_pair(session, policy, subject, address)
+    await ratelimit.withdraw_failure(session, policy, subject, address)
     if account is not None and hashed and passwords.needs_rehash(hashed):
         account.password_hash = await passwords.hash_password(password)
     return True

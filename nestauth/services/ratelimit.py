@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -47,6 +47,11 @@ _LOCKED_BLOCK = (
     select(_BUCKETS.c.blocked_until).where(_BUCKETS.c.key == bindparam("key")).with_for_update()
 )
 _BLOCK = select(_BUCKETS.c.blocked_until).where(_BUCKETS.c.key == bindparam("key"))
+_WITHDRAW_FAILURE = (
+    update(_BUCKETS)
+    .where(_BUCKETS.c.key == bindparam("bucket"), _BUCKETS.c.failures > 0)
+    .values(failures=_BUCKETS.c.failures - 1)
+)
 _CLEAR_BUCKET = delete(_BUCKETS).where(_BUCKETS.c.key == bindparam("key"))
 
 
@@ -176,6 +181,16 @@ async def clear_pair(
     """A success clears its own pair only: an address cannot wash its record, nor an
     owner's success the slowing of an attack that goes on."""
     await clear(session, policy.pair, _pair(account, address))
+
+
+async def withdraw_failure(
+    session: AsyncSession, policy: Policy, account: str, address: str | None
+) -> None:
+    """Takes back a failure counted before the outcome was known (the password step counts
+    first, see credentials) from the address's and the account's counts; without it every
+    success would count against its address (the pair is cleared by clear_pair)."""
+    for key in (policy.address.key(address or "unknown"), policy.account.scope_key(account)):
+        await session.execute(_WITHDRAW_FAILURE, {"bucket": key})
 
 
 async def count_attempt(session: AsyncSession, limit: Limit, subject: str, now: datetime) -> None:

@@ -164,6 +164,17 @@ class TestLoginLockout:
         assert_error(login(api, ATTACKER, email), 429, "RATE_LIMITED")  # right password too
         assert login(api, OWNER, email).status_code == 200
 
+    def test_successes_do_not_count_against_the_address_or_the_account(self, api: Api) -> None:
+        # The password step counts an attempt as failed before the hash; a success must take
+        # that back, or an office behind one address would lock itself out by signing in.
+        api.configure(ip_max_failures=3, account_slow_after_failures=2)
+        email = api.sign_up()["user"]["email"]
+        for _ in range(6):
+            assert login(api, OWNER, email).status_code == 200
+        logins = RateLimitBucket.key.like("user-login%")  # the sign-up's own counts stay
+        assert api.count(RateLimitBucket, logins, RateLimitBucket.failures > 0) == 0
+        assert api.count(RateLimitBucket, logins, RateLimitBucket.blocked_until.is_not(None)) == 0
+
     def test_per_address_limit_across_emails(self, api: Api) -> None:
         api.configure(ip_max_failures=4)
         email = api.sign_up()["user"]["email"]
