@@ -21,7 +21,7 @@ import httpx
 import psycopg
 from sqlalchemy.engine import make_url
 
-from bench import cases, report, seed
+from bench import cases, flood, report, seed
 from bench.harness import BENCH_DIR, Load, Server, require_wrk, run_wrk
 from nestauth import db, migrations
 from nestauth.config import Settings
@@ -31,6 +31,9 @@ MAX_RATE = 4_000  # requests/s no case reaches here: pools of unique requests ar
 WARMUP_SECONDS = 1
 BENCH_DATABASE = "nestauth_bench"
 SETTLE_SECONDS = 3
+# wrk's connections all come from one address; the per-address cap on password checks in
+# flight would refuse most of admin-login's. The flood case runs with the default.
+HASH_CAP = "NESTAUTH_HASH_MAX_IN_FLIGHT_PER_CLIENT"
 
 
 class Run:
@@ -39,6 +42,7 @@ class Run:
         self.env = {
             **os.environ, "NESTAUTH_VAR_DIR": str(workdir / "var"),
             "NESTAUTH_COOKIE_SECURE": "false", "PYTHONPATH": str(BENCH_DIR.parent),
+            HASH_CAP: str(args.connections),
         }  # fmt: skip
         if args.database:
             self.env["NESTAUTH_DATABASE_URL"] = args.database
@@ -51,12 +55,13 @@ class Run:
         self.memory: dict[str, float] = {}
         self.phase = "main"
 
-    def server(self, name: str, command: list[str]) -> Server:
-        return Server(name, command, self.env, self.args.port, self.workdir / f"{name}.log")
+    def server(self, name: str, command: list[str], env: dict[str, str] | None = None) -> Server:
+        return Server(name, command, env or self.env, self.args.port,
+                      self.workdir / f"{name}.log")  # fmt: skip
 
-    def nestauth(self) -> Server:
+    def nestauth(self, env: dict[str, str] | None = None) -> Server:
         return self.server("nestauth", [sys.executable, "-m", "nestauth.cli", "serve",
-                                        "--port", str(self.args.port)])  # fmt: skip
+                                        "--port", str(self.args.port)], env)  # fmt: skip
 
     def floor(self) -> Server:
         return self.server("floor", [sys.executable, "-m", "bench.floor", str(self.args.port)])
@@ -112,6 +117,19 @@ def nestauth_cases(run: Run, target: seed.BulkUser) -> None:
         run.measure(server, "mfa-verify", cases.mfa_verify(pool), cases.mfa_verify(warm))
         run.measure(server, "admin-login", cases.admin_login())
         run.memory["nestauth"] = settled_rss(server)
+
+
+def flood_case(run: Run) -> None:
+    """A legitimate login from 127.0.0.2 under a 400-connection bad-login flood from
+    127.0.0.1, on a server with the default limits."""
+    (user,) = run.loop.run(run.loader.users(1, devices=0))
+    defaults = {name: value for name, value in run.env.items() if name != HASH_CAP}
+    with run.nestauth(defaults) as server:
+        result = flood.measure(server, user.email, seed.USER_PASSWORD,
+                               seconds=run.args.seconds, workdir=run.workdir)  # fmt: skip
+        result.update(phase=run.phase, users=run.users, server_rss_mb=round(server.rss_mb(), 1))
+    run.results.append(result)
+    print(report.progress_line(result), flush=True)
 
 
 def settled_rss(server: Server) -> float:
@@ -170,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         run = Run(args, Path(tmp))
         target = run.loop.run(prepare(run))
         nestauth_cases(run, target)
+        flood_case(run)
         floor_cases(run, target)
         if args.large_users > args.small_users:
             scaling_cases(run, target)
