@@ -201,8 +201,7 @@ SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
 ]
 HSTS = (b"strict-transport-security", b"max-age=31536000")
-_SET_HERE = [name for name, _ in SECURITY_HEADERS]
-_REPLACED = {*_SET_HERE, HSTS[0], b"content-security-policy", b"referrer-policy"}
+_REPLACED = {*dict(SECURITY_HEADERS), HSTS[0], b"content-security-policy", b"referrer-policy"}
 
 
 def _secured(headers: Any, hsts: bool) -> list[tuple[bytes, bytes]]:
@@ -210,8 +209,8 @@ def _secured(headers: Any, hsts: bool) -> list[tuple[bytes, bytes]]:
     html = any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in kept)
     secured = [(k, _relative(v) if k.lower() == b"location" else v) for k, v in kept]
     secured += SECURITY_HEADERS
-    # A page's fetches send `Origin: null` under `no-referrer` (Fetch standard), which the
-    # CSRF Origin rule refuses: pages keep the referrer on their own origin only.
+    # Under `no-referrer` a page's form posts carry `Origin: null` (Fetch standard; seen in
+    # Chromium), which the CSRF Origin rule refuses: pages keep it for their own origin.
     secured.append((b"referrer-policy", b"same-origin" if html else b"no-referrer"))
     secured.append((b"content-security-policy", HTML_CSP if html else API_CSP))
     if hsts:
@@ -220,9 +219,11 @@ def _secured(headers: Any, hsts: bool) -> list[tuple[bytes, bytes]]:
 
 
 def _relative(location: bytes) -> bytes:
-    """The path, query and fragment of a redirect target. Leading slashes and backslashes
-    collapse to one slash: `//host` or `/\\host` would send a browser to another site."""
+    """A redirect target that names a scheme or host, reduced to its path, query and fragment.
+    Leading slashes and backslashes collapse to one: `//host` and `/\\host` leave the site."""
     parts = urlsplit(location.decode("latin-1"))
+    if not (parts.scheme or parts.netloc or parts.path.startswith(("\\", "/\\"))):
+        return location
     path = "/" + parts.path.lstrip("/\\")
     return urlunsplit(("", "", path, parts.query, parts.fragment)).encode("latin-1")
 

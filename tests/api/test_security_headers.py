@@ -11,8 +11,6 @@ from sqlalchemy import event
 
 from tests.support import PASSWORD, Api, assert_error, bearer
 
-EVIL_HOST = {"Host": "evil.example"}
-
 
 def assert_hardened(response: Any) -> None:
     """The headers every response carries, whatever its status or content."""
@@ -122,8 +120,13 @@ class TestRedirects:
             ("/auth/admin/api/users/?page=2", "/auth/admin/api/users?page=2"),
         ],
     )
-    def test_relative_whatever_the_host_header(self, api: Api, path: str, location: str):
-        response = api.client.get(path, headers=EVIL_HOST, follow_redirects=False)
+    @pytest.mark.parametrize(
+        "host", ["evil.example", "evil.example:8443", "testserver//evil.example", "[::1]:99"]
+    )
+    def test_relative_whatever_the_host_header(
+        self, api: Api, path: str, location: str, host: str
+    ) -> None:
+        response = api.client.get(path, headers={"Host": host}, follow_redirects=False)
         assert response.status_code in {301, 302, 307, 308}
         assert response.headers["location"] == location
         assert_hardened(response)
