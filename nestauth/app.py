@@ -17,12 +17,19 @@ from nestauth import connexion_tuning, db, openapi31
 from nestauth.config import Settings
 from nestauth.context import Runtime
 from nestauth.errors import KnownRoutes, register_error_handlers
-from nestauth.middleware import BodySizeLimitMiddleware, TransactionMiddleware
+from nestauth.middleware import (
+    BodySizeLimitMiddleware,
+    SecurityHeadersMiddleware,
+    TransactionMiddleware,
+    TrustedProxiesMiddleware,
+)
 from nestauth.services import passwords
 from nestauth.services.secrets import SecretBox
 from nestauth.validation import register_formats, validator_map
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "spec" / "openapi.yaml"
+# Swagger UI's page with its initializer in a file, so the page's CSP needs no inline script.
+SWAGGER_UI_DIR = Path(__file__).resolve().parent / "swagger_ui"
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 
 
@@ -83,7 +90,17 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
         validate_responses=settings.validate_responses,
         pythonic_params=True,
         validator_map=validator_map(),
-        swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/auth/docs"),
+        swagger_ui_options=SwaggerUIOptions(
+            swagger_ui_path="/auth/docs", swagger_ui_template_dir=str(SWAGGER_UI_DIR)
+        ),
+    )
+    # Inserted in this order, each before Connexion's exception middleware: the headers wrap
+    # every response, the 413 and 503 envelopes the next two send themselves included.
+    app.add_middleware(
+        SecurityHeadersMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, runtime=runtime
+    )
+    app.add_middleware(
+        TrustedProxiesMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, runtime=runtime
     )
     app.add_middleware(
         BodySizeLimitMiddleware,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import tempfile
@@ -30,6 +31,7 @@ class Settings:
     admin_session_idle_seconds: int = 30 * 60
     admin_session_absolute_seconds: int = 12 * 60 * 60
     csrf_allowed_origins: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
     admin_login_max_failures: int = 5
     admin_login_lock_seconds: int = 15 * 60
     max_body_bytes: int = 64 * 1024
@@ -67,6 +69,7 @@ class Settings:
                 "NESTAUTH_ADMIN_SESSION_ABSOLUTE_SECONDS", 43200
             ),
             csrf_allowed_origins=env.origins("NESTAUTH_CSRF_ALLOWED_ORIGINS"),
+            trusted_proxies=env.networks("NESTAUTH_TRUSTED_PROXIES"),
             admin_login_max_failures=env.positive_int("NESTAUTH_ADMIN_LOGIN_MAX_FAILURES", 5),
             admin_login_lock_seconds=env.positive_int("NESTAUTH_ADMIN_LOGIN_LOCK_SECONDS", 900),
             max_body_bytes=env.positive_int("NESTAUTH_MAX_BODY_BYTES", 65536),
@@ -140,6 +143,19 @@ class _Env:
             if not origin.startswith(("http://", "https://")):
                 raise ConfigError(name, f"origin {origin!r} must start with http:// or https://")
         return origins
+
+    def networks(self, name: str) -> tuple[str, ...]:
+        """IP addresses and CIDR networks, normalised: uvicorn would take a malformed entry
+        (or `10.0.0.1/8`, host bits set) for a literal host name and silently never match."""
+        raw = self._environ.get(name, "")
+        try:
+            return tuple(
+                str(ipaddress.ip_network(entry.strip(), strict=False))
+                for entry in raw.split(",")
+                if entry.strip()
+            )
+        except ValueError as exc:
+            raise ConfigError(name, f"expected IP addresses or CIDR networks: {exc}") from None
 
     def secret_key(self, var_dir: Path) -> str:
         name = "NESTAUTH_SECRET_KEY"
