@@ -22,11 +22,19 @@ import functools
 from http import HTTPStatus
 from typing import Any
 
+from starlette.types import Receive, Scope, Send
 from uvicorn.config import LOGGING_CONFIG
+from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from nestauth.config import Settings
-from nestauth.errors import HeaderFieldsTooLarge, RequestTimeout, ValidationFailed, envelope_bytes
+from nestauth.errors import (
+    HeaderFieldsTooLarge,
+    RequestTimeout,
+    ServiceUnavailable,
+    ValidationFailed,
+    envelope_bytes,
+)
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
@@ -64,6 +72,10 @@ def _limits() -> tuple[int, int]:
     return settings.http_header_timeout_seconds, settings.http_max_header_bytes
 
 
+class _Refused(Exception):
+    """Raised in a parser callback: httptools stops and reports a callback error."""
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """A request's header section must arrive within the header timeout and the size cap.
 
@@ -99,11 +111,21 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._stop_header_clock()
         self._request_started = False
+        # A header section that arrived whole in one read was never counted above.
+        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if size > _limits()[1]:
+            self._refuse(HeaderFieldsTooLarge.status_code, HeaderFieldsTooLarge)
+            raise _Refused()  # stops the parser; uvicorn's 400 that follows is then a no-op
         super().on_headers_complete()
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn answers a malformed request in plain text; ours are envelopes."""
         self._refuse(400, ValidationFailed, "Invalid HTTP request")
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        # Over `limit_concurrency` uvicorn runs its plain-text 503 app instead of ours.
+        chosen: Any = _at_capacity if app is service_unavailable else app
+        super()._start_asgi_task(cycle, chosen)
 
     def _start_header_clock(self) -> None:
         self._header_bytes = 0
@@ -127,6 +149,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def _refuse(self, status: int, error: type[Any], message: str | None = None) -> None:
         self._stop_header_clock()
+        if self.transport.is_closing():
+            return
         body = envelope_bytes(status, error.code, message or error.message)
         head = (
             f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
@@ -136,3 +160,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         )
         self.transport.write(head.encode("ascii") + body)
         self.transport.close()
+
+
+async def _at_capacity(scope: Scope, receive: Receive, send: Send) -> None:
+    body = envelope_bytes(503, ServiceUnavailable.code, "Server is at its connection limit")
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

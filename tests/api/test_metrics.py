@@ -69,9 +69,10 @@ class TestContent:
         unrouted = {"operation": "unrouted", "method": "GET", "status": "404"}
         assert value(after, name, **unrouted) == value(before, name, **unrouted) + 1
         count = "nestauth_http_request_duration_seconds_count"
-        assert value(after, count, operation="get_user") == value(
-            before, count, operation="get_user"
-        ) + 1
+        assert (
+            value(after, count, operation="get_user")
+            == value(before, count, operation="get_user") + 1
+        )
         assert not any(str(missing) in str(key) for key in after)
 
     def test_rate_limit_rejections_are_counted(self, api: Api) -> None:
