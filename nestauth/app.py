@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator
@@ -17,13 +18,15 @@ from nestauth import connexion_tuning, db, openapi31
 from nestauth.config import Settings
 from nestauth.context import Runtime
 from nestauth.errors import KnownRoutes, register_error_handlers
+from nestauth.metrics import Metrics
 from nestauth.middleware import (
     BodySizeLimitMiddleware,
     SecurityHeadersMiddleware,
     TransactionMiddleware,
     TrustedProxiesMiddleware,
 )
-from nestauth.services import passwords
+from nestauth.observability import OperationTagMiddleware, RequestLogMiddleware
+from nestauth.services import housekeeping, passwords
 from nestauth.services.secrets import SecretBox
 from nestauth.validation import register_formats, validator_map
 
@@ -83,7 +86,8 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
     register_formats()
     openapi31.enable()
     connexion_tuning.enable()
-    app = AsyncApp(__name__, lifespan=_lifespan(runtime))
+    metrics = Metrics(runtime)
+    app = AsyncApp(__name__, lifespan=_lifespan(runtime, metrics))
     app.add_api(
         spec,
         strict_validation=True,
@@ -94,14 +98,23 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
             swagger_ui_path="/auth/docs", swagger_ui_template_dir=str(SWAGGER_UI_DIR)
         ),
     )
-    # Inserted in this order, each before Connexion's exception middleware: the headers wrap
-    # every response, the 413 and 503 envelopes the next two send themselves included.
+    # Inserted in this order, each before Connexion's exception middleware (the first added is
+    # outermost): the headers wrap every response, the /metrics, 413 and 503 answers the inner
+    # ones send themselves included; the request log sees the client address the trusted proxy
+    # named, and every answer of the layers inside it.
     app.add_middleware(
         SecurityHeadersMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, runtime=runtime
     )
     app.add_middleware(
         TrustedProxiesMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, runtime=runtime
     )
+    app.add_middleware(
+        RequestLogMiddleware,
+        position=MiddlewarePosition.BEFORE_EXCEPTION,
+        runtime=runtime,
+        metrics=metrics,
+    )
+    app.add_middleware(OperationTagMiddleware, position=MiddlewarePosition.BEFORE_SECURITY)
     app.add_middleware(
         BodySizeLimitMiddleware,
         position=MiddlewarePosition.BEFORE_EXCEPTION,
@@ -112,10 +125,11 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
     )
     register_error_handlers(app, KnownRoutes(_methods_by_path(spec)))
     app.runtime = runtime  # type: ignore[attr-defined]  # for the CLI and tests
+    app.metrics = metrics  # type: ignore[attr-defined]  # for tests
     return app
 
 
-def _lifespan(runtime: Runtime) -> Any:
+def _lifespan(runtime: Runtime, metrics: Metrics) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
         runtime.engine = db.create_engine(runtime.settings.database_url, runtime.settings)
@@ -125,9 +139,15 @@ def _lifespan(runtime: Runtime) -> Any:
         # in the middle of a request.
         gc.collect()
         gc.freeze()
+        pruning = asyncio.create_task(
+            housekeeping.prune_periodically(runtime, metrics.count_pruned)
+        )
         try:
             yield
         finally:
+            pruning.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pruning
             await runtime.engine.dispose()
             runtime.engine = runtime.sessions = None
 

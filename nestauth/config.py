@@ -50,6 +50,14 @@ class Settings:
     shutdown_timeout_seconds: int = 10
     validate_responses: bool = False
     password_hash_profile: str = "default"  # noqa: S105 (a cost profile, not a password)
+    http_header_timeout_seconds: int = 10
+    http_keep_alive_seconds: int = 5
+    http_max_concurrency: int = 1000
+    http_max_header_bytes: int = 16 * 1024
+    prune_interval_seconds: int = 15 * 60
+    prune_grace_seconds: int = 24 * 60 * 60
+    audit_retention_days: int | None = None  # None: audit events are kept forever
+    metrics_token: str | None = None  # None: /metrics answers 404
     var_dir: Path = field(default=Path("var"))
 
     @classmethod
@@ -90,6 +98,16 @@ class Settings:
             password_hash_profile=env.choice(
                 "NESTAUTH_PASSWORD_HASH_PROFILE", "default", ("default", "test")
             ),
+            http_header_timeout_seconds=env.positive_int(
+                "NESTAUTH_HTTP_HEADER_TIMEOUT_SECONDS", 10
+            ),
+            http_keep_alive_seconds=env.positive_int("NESTAUTH_HTTP_KEEP_ALIVE_SECONDS", 5),
+            http_max_concurrency=env.positive_int("NESTAUTH_HTTP_MAX_CONCURRENCY", 1000),
+            http_max_header_bytes=env.positive_int("NESTAUTH_HTTP_MAX_HEADER_BYTES", 16384),
+            prune_interval_seconds=env.positive_int("NESTAUTH_PRUNE_INTERVAL_SECONDS", 900),
+            prune_grace_seconds=env.positive_int("NESTAUTH_PRUNE_GRACE_SECONDS", 86400),
+            audit_retention_days=env.positive_int("NESTAUTH_AUDIT_RETENTION_DAYS", 0) or None,
+            metrics_token=env.text("NESTAUTH_METRICS_TOKEN", "") or None,
             var_dir=var_dir,
         )
 
