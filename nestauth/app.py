@@ -13,7 +13,7 @@ from connexion import AsyncApp
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 
-from nestauth import connexion_tuning, db, openapi31
+from nestauth import connexion_tuning, db
 from nestauth.config import Settings
 from nestauth.context import Runtime
 from nestauth.errors import KnownRoutes, register_error_handlers
@@ -72,7 +72,6 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
         ),
     )
     register_formats()
-    openapi31.enable()
     connexion_tuning.enable()
     app = AsyncApp(__name__, lifespan=_lifespan(runtime))
     app.add_api(
