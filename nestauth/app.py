@@ -18,6 +18,7 @@ from nestauth.config import Settings
 from nestauth.context import Runtime
 from nestauth.errors import KnownRoutes, register_error_handlers
 from nestauth.middleware import BodySizeLimitMiddleware, TransactionMiddleware
+from nestauth.models import ADMIN_ROLES
 from nestauth.services.secrets import SecretBox
 from nestauth.validation import register_formats, validator_map
 
@@ -25,14 +26,28 @@ SPEC_PATH = Path(__file__).resolve().parent.parent / "spec" / "openapi.yaml"
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 
 
-def load_spec() -> dict[str, Any]:
-    with SPEC_PATH.open(encoding="utf-8") as handle:
+def load_spec(path: Path = SPEC_PATH) -> dict[str, Any]:
+    with path.open(encoding="utf-8") as handle:
         return yaml.safe_load(handle)
+
+
+class SpecError(ValueError):
+    """The spec asks for something the server does not have; the message names where."""
 
 
 def roles_by_operation(spec: dict[str, Any]) -> dict[str, str]:
     """The minimum admin role each operation declares in `x-nestauth-min-role`, keyed as
-    Connexion names the operation at run time (router controller + operationId)."""
+    Connexion names the operation at run time (router controller + operationId).
+
+    An unknown role is refused here, at start-up: at request time it could only be a 500.
+    """
+    for operation in _operations(spec):
+        role = operation.get("x-nestauth-min-role", ADMIN_ROLES[0])
+        if role not in ADMIN_ROLES:
+            raise SpecError(
+                f"operation {operation.get('operationId')!r}: x-nestauth-min-role {role!r}"
+                f" is not one of {', '.join(ADMIN_ROLES)}"
+            )
     return {
         _resolved_operation_id(operation): operation["x-nestauth-min-role"]
         for operation in _operations(spec)
@@ -58,9 +73,9 @@ def _resolved_operation_id(operation: dict[str, Any]) -> str:
     return f"{controller}.{operation['operationId']}" if controller else operation["operationId"]
 
 
-def create_app(settings: Settings | None = None) -> AsyncApp:
+def create_app(settings: Settings | None = None, spec_path: Path = SPEC_PATH) -> AsyncApp:
     settings = settings or Settings.from_env()
-    spec = load_spec()
+    spec = load_spec(spec_path)
     runtime = Runtime(
         settings=settings,
         secret_box=SecretBox(settings.secret_key),
