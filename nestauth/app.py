@@ -22,7 +22,7 @@ from nestauth.models import ADMIN_ROLES
 from nestauth.services.secrets import SecretBox
 from nestauth.validation import register_formats, validator_map
 
-SPEC_PATH = Path(__file__).resolve().parent.parent / "spec" / "openapi.yaml"
+SPEC_PATH = Path(__file__).resolve().parent / "spec" / "openapi.yaml"
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 
 
