@@ -47,10 +47,6 @@ class ValidationFailed(ApiError):
     status_code, code, message = 400, "VALIDATION_FAILED", "Validation failed"
 
 
-class NoAuthProvided(ApiError):
-    status_code, code, message = 401, "NO_AUTH_PROVIDED", "Admin authentication required"
-
-
 class SessionInvalid(ApiError):
     status_code, code, message = 401, "SESSION_INVALID", "Invalid admin session"
 
