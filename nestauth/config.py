@@ -41,6 +41,8 @@ class Settings:
     mfa_max_failures: int = 5
     mfa_lock_seconds: int = 15 * 60
     totp_issuer: str = "nestauth"
+    totp_setup_seconds: int = 10 * 60
+    reauth_window_seconds: int = 5 * 60
     db_connect_timeout_seconds: int = 5
     db_statement_timeout_ms: int = 10_000
     db_pool_size: int = 5
@@ -77,6 +79,8 @@ class Settings:
             mfa_max_failures=env.positive_int("NESTAUTH_MFA_MAX_FAILURES", 5),
             mfa_lock_seconds=env.positive_int("NESTAUTH_MFA_LOCK_SECONDS", 900),
             totp_issuer=env.text("NESTAUTH_TOTP_ISSUER", "nestauth") or "nestauth",
+            totp_setup_seconds=env.positive_int("NESTAUTH_TOTP_SETUP_SECONDS", 600),
+            reauth_window_seconds=env.positive_int("NESTAUTH_REAUTH_WINDOW_SECONDS", 300),
             db_connect_timeout_seconds=env.positive_int("NESTAUTH_DB_CONNECT_TIMEOUT_SECONDS", 5),
             db_statement_timeout_ms=env.positive_int("NESTAUTH_DB_STATEMENT_TIMEOUT_MS", 10000),
             db_pool_size=env.positive_int("NESTAUTH_DB_POOL_SIZE", 5),

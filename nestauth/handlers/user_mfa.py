@@ -68,8 +68,9 @@ async def start_totp_setup(*, body: Any = None) -> dict[str, Any]:
     # The body is optional; sent without a Content-Type, Connexion hands over raw bytes.
     options = body if isinstance(body, dict) else {}
     enrolment = await mfa.start_enrolment(
-        ctx.session, ctx.settings, ctx.runtime.secret_box, user, options.get("deviceName")
-    )
+        ctx.session, ctx.settings, ctx.runtime.secret_box, user, options.get("deviceName"),
+        ctx.now(),
+    )  # fmt: skip
     return {
         "deviceId": str(enrolment.device.id),
         "secret": enrolment.secret,
