@@ -60,6 +60,7 @@ class DeviceRemoval:
     remaining_devices: int
     mfa_disabled: bool
     sessions_revoked: int
+    device_verified: bool
 
 
 def _secret_binding(device_id: uuid.UUID) -> bytes:
@@ -174,7 +175,7 @@ async def remove_user_device(
             "sessionsRevoked": revoked,
         },
     )
-    return DeviceRemoval(user_id, device_id, remaining, mfa_disabled, revoked)
+    return DeviceRemoval(user_id, device_id, remaining, mfa_disabled, revoked, removed.verified)
 
 
 async def _apply_last_device_rule(
