@@ -23,9 +23,11 @@ from nestauth.services.audit import Actor, RequestMeta
 from nestauth.services.secrets import SecretBox
 
 _DEVICES = core_table(TotpDevice)
-_VERIFIED_OF_USER = select(_DEVICES.c.id, _DEVICES.c.verified).where(
-    _DEVICES.c.user_id == bindparam("uid")
+_VERIFIED_DEVICE = select(_DEVICES.c.id).where(
+    _DEVICES.c.user_id == bindparam("uid"), _DEVICES.c.verified.is_(True)
 )
+_ANY_VERIFIED_DEVICE = _VERIFIED_DEVICE.limit(1)
+_THIS_VERIFIED_DEVICE = _VERIFIED_DEVICE.where(_DEVICES.c.id == bindparam("device_id"))
 
 
 @dataclass(frozen=True)
@@ -60,27 +62,24 @@ async def ensure_recent_sign_in(
     a current TOTP code; the password only for a user without a verified device, since a
     password thief holding a stolen token must not be able to remove the second factor.
     A proof renews the window (one step-up covers the next few changes)."""
-    user, verified = signed_in.user, await _verified_device_ids(db, signed_in.user.id)
+    user = signed_in.user
     if proof.otp is not None:
         await mfa.check_totp(db, settings, box, user, proof.otp, now)
-    elif proof.password is not None and not verified:
+    elif proof.password is not None:
+        if await db.scalar(_ANY_VERIFIED_DEVICE, {"uid": user.id}) is not None:
+            raise ReauthenticationRequired()
         await user_auth.check_password(
             db, settings, email=user.email, password=proof.password, now=now
         )
-    elif proof.password is not None or not _recent(settings, signed_in.session, now):
-        raise ReauthenticationRequired()
-    else:
+    elif _recent(settings, signed_in.session, now):
         return
+    else:
+        raise ReauthenticationRequired()
     signed_in.session.authenticated_at = now
 
 
 def _recent(settings: Settings, user_session: UserSession, now: datetime) -> bool:
     return now - user_session.authenticated_at < timedelta(seconds=settings.reauth_window_seconds)
-
-
-async def _verified_device_ids(db: AsyncSession, user_id: uuid.UUID) -> set[uuid.UUID]:
-    rows = (await db.execute(_VERIFIED_OF_USER, {"uid": user_id})).all()
-    return {row.id for row in rows if row.verified}
 
 
 async def remove_own_device(
@@ -96,7 +95,8 @@ async def remove_own_device(
     """Removing a verified device is a factor change; a pending one (an enrolment never
     finished, the first one included) is not, and needs no step-up."""
     user = signed_in.user
-    factor = device_id in await _verified_device_ids(db, user.id)
+    keys = {"uid": user.id, "device_id": device_id}
+    factor = await db.scalar(_THIS_VERIFIED_DEVICE, keys) is not None
     if factor:
         await ensure_recent_sign_in(db, settings, box, signed_in, proof, now)
     removal = await totp_devices.remove_user_device(
