@@ -109,8 +109,9 @@ class TestLogInAdmin:
         event = api.scalar(sa.select(AuditEvent).where(AuditEvent.action == "admin.login"))
         assert_admin_event(
             event, body["admin"]["id"], email, target_type="admin_session",
-            target_id=str(session.id), ip="testclient", user_agent="console/1",
+            target_id=str(session.id), ip=session.ip, user_agent="console/1",
         )  # fmt: skip
+        assert session.ip  # the client's address, as the session row has it
         assert event.details == {"role": "viewer"}
         listed = api.client.get(
             "/auth/admin/api/audit-logs?action=admin.login", headers=bearer(body["token"])
