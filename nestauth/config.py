@@ -120,6 +120,8 @@ class Settings:
     mfa_max_failures: int = env("NESTAUTH_MFA_MAX_FAILURES", 5, _positive_int)
     mfa_lock_seconds: int = env("NESTAUTH_MFA_LOCK_SECONDS", 15 * 60, _positive_int)
     totp_issuer: str = env("NESTAUTH_TOTP_ISSUER", "nestauth")
+    totp_setup_seconds: int = env("NESTAUTH_TOTP_SETUP_SECONDS", 10 * 60, _positive_int)
+    reauth_window_seconds: int = env("NESTAUTH_REAUTH_WINDOW_SECONDS", 5 * 60, _positive_int)
     db_connect_timeout_seconds: int = env("NESTAUTH_DB_CONNECT_TIMEOUT_SECONDS", 5, _positive_int)
     db_statement_timeout_ms: int = env("NESTAUTH_DB_STATEMENT_TIMEOUT_MS", 10_000, _positive_int)
     db_pool_size: int = env("NESTAUTH_DB_POOL_SIZE", 5, _positive_int)

@@ -85,6 +85,12 @@ class MissingPermissions(ApiError):
     message = "Your role does not allow this action"
 
 
+class ReauthenticationRequired(ApiError):
+    status_code = 403
+    code = "REAUTHENTICATION_REQUIRED"
+    message = "Sign in again, or confirm with a current TOTP code (without MFA: your password)"
+
+
 class AdminBootstrapClosed(ApiError):
     status_code = 403
     code = "ADMIN_BOOTSTRAP_CLOSED"
