@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator
@@ -13,27 +14,51 @@ from connexion import AsyncApp
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 
-from nestauth import connexion_tuning, db, openapi31
+from nestauth import connexion_tuning, db
 from nestauth.config import Settings
 from nestauth.context import Runtime
 from nestauth.errors import KnownRoutes, register_error_handlers
-from nestauth.middleware import BodySizeLimitMiddleware, TransactionMiddleware
-from nestauth.services import passwords
+from nestauth.metrics import Metrics
+from nestauth.middleware import (
+    BodySizeLimitMiddleware,
+    SecurityHeadersMiddleware,
+    TransactionMiddleware,
+    TrustedProxiesMiddleware,
+)
+from nestauth.models import ADMIN_ROLES
+from nestauth.observability import OperationTagMiddleware, RequestLogMiddleware
+from nestauth.services import housekeeping, passwords
 from nestauth.services.secrets import SecretBox
 from nestauth.validation import register_formats, validator_map
 
-SPEC_PATH = Path(__file__).resolve().parent.parent / "spec" / "openapi.yaml"
+SPEC_PATH = Path(__file__).resolve().parent / "spec" / "openapi.yaml"
+# Swagger UI's page with its initializer in a file, so the page's CSP needs no inline script.
+SWAGGER_UI_DIR = Path(__file__).resolve().parent / "swagger_ui"
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 
 
-def load_spec() -> dict[str, Any]:
-    with SPEC_PATH.open(encoding="utf-8") as handle:
+def load_spec(path: Path = SPEC_PATH) -> dict[str, Any]:
+    with path.open(encoding="utf-8") as handle:
         return yaml.safe_load(handle)
+
+
+class SpecError(ValueError):
+    """The spec asks for something the server does not have; the message names where."""
 
 
 def roles_by_operation(spec: dict[str, Any]) -> dict[str, str]:
     """The minimum admin role each operation declares in `x-nestauth-min-role`, keyed as
-    Connexion names the operation at run time (router controller + operationId)."""
+    Connexion names the operation at run time (router controller + operationId).
+
+    An unknown role is refused here, at start-up: at request time it could only be a 500.
+    """
+    for operation in _operations(spec):
+        role = operation.get("x-nestauth-min-role", ADMIN_ROLES[0])
+        if role not in ADMIN_ROLES:
+            raise SpecError(
+                f"operation {operation.get('operationId')!r}: x-nestauth-min-role {role!r}"
+                f" is not one of {', '.join(ADMIN_ROLES)}"
+            )
     return {
         _resolved_operation_id(operation): operation["x-nestauth-min-role"]
         for operation in _operations(spec)
@@ -59,9 +84,9 @@ def _resolved_operation_id(operation: dict[str, Any]) -> str:
     return f"{controller}.{operation['operationId']}" if controller else operation["operationId"]
 
 
-def create_app(settings: Settings | None = None) -> AsyncApp:
+def create_app(settings: Settings | None = None, spec_path: Path = SPEC_PATH) -> AsyncApp:
     settings = settings or Settings.from_env()
-    spec = load_spec()
+    spec = load_spec(spec_path)
     runtime = Runtime(
         settings=settings,
         secret_box=SecretBox(settings.secret_key),
@@ -74,17 +99,36 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
     )
     passwords.use_profile(settings.password_hash_profile)
     register_formats()
-    openapi31.enable()
     connexion_tuning.enable()
-    app = AsyncApp(__name__, lifespan=_lifespan(runtime))
+    metrics = Metrics(runtime)
+    app = AsyncApp(__name__, lifespan=_lifespan(runtime, metrics))
     app.add_api(
         spec,
         strict_validation=True,
         validate_responses=settings.validate_responses,
         pythonic_params=True,
         validator_map=validator_map(),
-        swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/auth/docs"),
+        swagger_ui_options=SwaggerUIOptions(
+            swagger_ui_path="/auth/docs", swagger_ui_template_dir=str(SWAGGER_UI_DIR)
+        ),
     )
+    # Inserted in this order, each before Connexion's exception middleware (the first added is
+    # outermost): the headers wrap every response, the /metrics, 413 and 503 answers the inner
+    # ones send themselves included; the request log sees the client address the trusted proxy
+    # named, and every answer of the layers inside it.
+    app.add_middleware(
+        SecurityHeadersMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, runtime=runtime
+    )
+    app.add_middleware(
+        TrustedProxiesMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, runtime=runtime
+    )
+    app.add_middleware(
+        RequestLogMiddleware,
+        position=MiddlewarePosition.BEFORE_EXCEPTION,
+        runtime=runtime,
+        metrics=metrics,
+    )
+    app.add_middleware(OperationTagMiddleware, position=MiddlewarePosition.BEFORE_SECURITY)
     app.add_middleware(
         BodySizeLimitMiddleware,
         position=MiddlewarePosition.BEFORE_EXCEPTION,
@@ -95,10 +139,11 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
     )
     register_error_handlers(app, KnownRoutes(_methods_by_path(spec)))
     app.runtime = runtime  # type: ignore[attr-defined]  # for the CLI and tests
+    app.metrics = metrics  # type: ignore[attr-defined]  # for tests
     return app
 
 
-def _lifespan(runtime: Runtime) -> Any:
+def _lifespan(runtime: Runtime, metrics: Metrics) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
         runtime.engine = db.create_engine(runtime.settings.database_url, runtime.settings)
@@ -108,9 +153,15 @@ def _lifespan(runtime: Runtime) -> Any:
         # in the middle of a request.
         gc.collect()
         gc.freeze()
+        pruning = asyncio.create_task(
+            housekeeping.prune_periodically(runtime, metrics.count_pruned)
+        )
         try:
             yield
         finally:
+            pruning.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pruning
             await runtime.engine.dispose()
             runtime.engine = runtime.sessions = None
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import tempfile
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 MIN_SECRET_KEY_LENGTH = 32
 
@@ -20,155 +22,175 @@ class ConfigError(Exception):
         self.name = name
 
 
-@dataclass(frozen=True)
-class Settings:
-    database_url: str
-    secret_key: str
-    admin_secret: str | None = None
-    cookie_secure: bool = True
-    mfa_required: bool = False
-    admin_session_idle_seconds: int = 30 * 60
-    admin_session_absolute_seconds: int = 12 * 60 * 60
-    csrf_allowed_origins: tuple[str, ...] = ()
-    admin_login_max_failures: int = 5
-    admin_login_lock_seconds: int = 15 * 60
-    max_body_bytes: int = 64 * 1024
-    access_token_seconds: int = 15 * 60
-    refresh_token_seconds: int = 30 * 24 * 60 * 60
-    mfa_token_seconds: int = 5 * 60
-    user_login_max_failures: int = 5
-    user_login_lock_seconds: int = 15 * 60
-    mfa_max_failures: int = 5
-    mfa_lock_seconds: int = 15 * 60
-    totp_issuer: str = "nestauth"
-    db_connect_timeout_seconds: int = 5
-    db_statement_timeout_ms: int = 10_000
-    db_pool_size: int = 5
-    db_pool_timeout_seconds: int = 5
-    shutdown_timeout_seconds: int = 10
-    validate_responses: bool = False
-    password_hash_profile: str = "default"  # noqa: S105 (a cost profile, not a password)
-    hash_queue_size: int = 16
-    hash_max_in_flight_per_client: int = 2
-    ip_max_failures: int = 50
-    account_slow_after_failures: int = 10
-    account_slow_max_seconds: int = 60
-    signup_max_per_ip: int = 20
-    signup_max_per_email_ip: int = 5
-    signup_window_seconds: int = 60 * 60
-    var_dir: Path = field(default=Path("var"))
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = _Env(os.environ if environ is None else environ)
-        var_dir = Path(env.text("NESTAUTH_VAR_DIR", "var"))
-        return cls(
-            database_url=env.text("NESTAUTH_DATABASE_URL", f"sqlite:///{var_dir}/nestauth.db"),
-            secret_key=env.secret_key(var_dir),
-            admin_secret=env.text("NESTAUTH_ADMIN_SECRET", "") or None,
-            cookie_secure=env.boolean("NESTAUTH_COOKIE_SECURE", True),
-            mfa_required=env.boolean("NESTAUTH_MFA_REQUIRED", False),
-            admin_session_idle_seconds=env.positive_int(
-                "NESTAUTH_ADMIN_SESSION_IDLE_SECONDS", 1800
-            ),
-            admin_session_absolute_seconds=env.positive_int(
-                "NESTAUTH_ADMIN_SESSION_ABSOLUTE_SECONDS", 43200
-            ),
-            csrf_allowed_origins=env.origins("NESTAUTH_CSRF_ALLOWED_ORIGINS"),
-            admin_login_max_failures=env.positive_int("NESTAUTH_ADMIN_LOGIN_MAX_FAILURES", 5),
-            admin_login_lock_seconds=env.positive_int("NESTAUTH_ADMIN_LOGIN_LOCK_SECONDS", 900),
-            max_body_bytes=env.positive_int("NESTAUTH_MAX_BODY_BYTES", 65536),
-            access_token_seconds=env.positive_int("NESTAUTH_ACCESS_TOKEN_SECONDS", 900),
-            refresh_token_seconds=env.positive_int("NESTAUTH_REFRESH_TOKEN_SECONDS", 2592000),
-            mfa_token_seconds=env.positive_int("NESTAUTH_MFA_TOKEN_SECONDS", 300),
-            user_login_max_failures=env.positive_int("NESTAUTH_USER_LOGIN_MAX_FAILURES", 5),
-            user_login_lock_seconds=env.positive_int("NESTAUTH_USER_LOGIN_LOCK_SECONDS", 900),
-            mfa_max_failures=env.positive_int("NESTAUTH_MFA_MAX_FAILURES", 5),
-            mfa_lock_seconds=env.positive_int("NESTAUTH_MFA_LOCK_SECONDS", 900),
-            totp_issuer=env.text("NESTAUTH_TOTP_ISSUER", "nestauth") or "nestauth",
-            db_connect_timeout_seconds=env.positive_int("NESTAUTH_DB_CONNECT_TIMEOUT_SECONDS", 5),
-            db_statement_timeout_ms=env.positive_int("NESTAUTH_DB_STATEMENT_TIMEOUT_MS", 10000),
-            db_pool_size=env.positive_int("NESTAUTH_DB_POOL_SIZE", 5),
-            db_pool_timeout_seconds=env.positive_int("NESTAUTH_DB_POOL_TIMEOUT_SECONDS", 5),
-            shutdown_timeout_seconds=env.positive_int("NESTAUTH_SHUTDOWN_TIMEOUT_SECONDS", 10),
-            validate_responses=env.boolean("NESTAUTH_VALIDATE_RESPONSES", False),
-            password_hash_profile=env.choice(
-                "NESTAUTH_PASSWORD_HASH_PROFILE", "default", ("default", "test")
-            ),
-            var_dir=var_dir,
-            hash_queue_size=env.positive_int("NESTAUTH_HASH_QUEUE_SIZE", 16),
-            hash_max_in_flight_per_client=env.positive_int(
-                "NESTAUTH_HASH_MAX_IN_FLIGHT_PER_CLIENT", 2
-            ),
-            ip_max_failures=env.positive_int("NESTAUTH_IP_MAX_FAILURES", 50),
-            account_slow_after_failures=env.positive_int(
-                "NESTAUTH_ACCOUNT_SLOW_AFTER_FAILURES", 10
-            ),
-            account_slow_max_seconds=env.positive_int("NESTAUTH_ACCOUNT_SLOW_MAX_SECONDS", 60),
-            signup_max_per_ip=env.positive_int("NESTAUTH_SIGNUP_MAX_PER_IP", 20),
-            signup_max_per_email_ip=env.positive_int("NESTAUTH_SIGNUP_MAX_PER_EMAIL_IP", 5),
-            signup_window_seconds=env.positive_int("NESTAUTH_SIGNUP_WINDOW_SECONDS", 3600),
-        )
-
-
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-class _Env:
-    """Typed readers over an environment mapping; each failure names its variable."""
+# Parsers take the variable's name (for the error) and its raw, non-blank value.
+def _text(_name: str, raw: str) -> str:
+    return raw.strip()
 
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self._environ = environ
 
-    def text(self, name: str, default: str) -> str:
-        return self._environ.get(name, default).strip()
+def _boolean(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(name, f"expected true or false, got {raw!r}")
 
-    def boolean(self, name: str, default: bool) -> bool:
-        raw = self._environ.get(name)
-        if raw is None or raw.strip() == "":
-            return default
-        value = raw.strip().lower()
-        if value in _TRUE:
-            return True
-        if value in _FALSE:
-            return False
-        raise ConfigError(name, f"expected true or false, got {raw!r}")
 
-    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
-        value = self.text(name, default) or default
+def _positive_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(name, f"expected a positive integer, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(name, f"expected a positive integer, got {raw!r}")
+    return value
+
+
+def _origins(name: str, raw: str) -> tuple[str, ...]:
+    origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+    for origin in origins:
+        if not origin.startswith(("http://", "https://")):
+            raise ConfigError(name, f"origin {origin!r} must start with http:// or https://")
+    return origins
+
+
+def _networks(name: str, raw: str) -> tuple[str, ...]:
+    """IP addresses and CIDR networks, normalised: uvicorn would take a malformed entry
+    (or `10.0.0.1/8`, host bits set) for a literal host name and silently never match."""
+    try:
+        return tuple(
+            str(ipaddress.ip_network(entry.strip(), strict=False))
+            for entry in raw.split(",")
+            if entry.strip()
+        )
+    except ValueError as exc:
+        raise ConfigError(name, f"expected IP addresses or CIDR networks: {exc}") from None
+
+
+def _one_of(*allowed: str) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        value = raw.strip()
         if value not in allowed:
-            raise ConfigError(name, f"expected one of {', '.join(allowed)}, got {value!r}")
+            raise ConfigError(name, f"expected one of {', '.join(allowed)}, got {raw!r}")
         return value
 
-    def positive_int(self, name: str, default: int) -> int:
-        raw = self._environ.get(name)
-        if raw is None or raw.strip() == "":
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ConfigError(name, f"expected a positive integer, got {raw!r}") from None
-        if value <= 0:
-            raise ConfigError(name, f"expected a positive integer, got {raw!r}")
-        return value
+    return parse
 
-    def origins(self, name: str) -> tuple[str, ...]:
-        raw = self._environ.get(name, "")
-        origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
-        for origin in origins:
-            if not origin.startswith(("http://", "https://")):
-                raise ConfigError(name, f"origin {origin!r} must start with http:// or https://")
-        return origins
 
-    def secret_key(self, var_dir: Path) -> str:
-        name = "NESTAUTH_SECRET_KEY"
-        raw = self._environ.get(name)
-        if raw is not None:
-            if len(raw) < MIN_SECRET_KEY_LENGTH:
-                raise ConfigError(name, f"must be at least {MIN_SECRET_KEY_LENGTH} characters")
-            return raw
-        return _load_or_create_key_file(var_dir / "secret.key")
+def _path(_name: str, raw: str) -> Path:
+    return Path(raw.strip())
+
+
+def env(name: str, default: Any, parse: Callable[[str, str], Any] = _text) -> Any:
+    """A setting read from the variable `name`: its default is written here, once; an
+    absent or blank variable means the default."""
+    return field(default=default, metadata={"env": name, "parse": parse})
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Both defaults depend on var_dir: from_env reads them itself.
+    database_url: str
+    secret_key: str
+    admin_secret: str | None = env("NESTAUTH_ADMIN_SECRET", None)
+    cookie_secure: bool = env("NESTAUTH_COOKIE_SECURE", True, _boolean)
+    mfa_required: bool = env("NESTAUTH_MFA_REQUIRED", False, _boolean)
+    admin_session_idle_seconds: int = env(
+        "NESTAUTH_ADMIN_SESSION_IDLE_SECONDS", 30 * 60, _positive_int
+    )
+    admin_session_absolute_seconds: int = env(
+        "NESTAUTH_ADMIN_SESSION_ABSOLUTE_SECONDS", 12 * 60 * 60, _positive_int
+    )
+    csrf_allowed_origins: tuple[str, ...] = env("NESTAUTH_CSRF_ALLOWED_ORIGINS", (), _origins)
+    trusted_proxies: tuple[str, ...] = env("NESTAUTH_TRUSTED_PROXIES", (), _networks)
+    admin_login_max_failures: int = env("NESTAUTH_ADMIN_LOGIN_MAX_FAILURES", 5, _positive_int)
+    admin_login_lock_seconds: int = env("NESTAUTH_ADMIN_LOGIN_LOCK_SECONDS", 15 * 60, _positive_int)
+    max_body_bytes: int = env("NESTAUTH_MAX_BODY_BYTES", 64 * 1024, _positive_int)
+    access_token_seconds: int = env("NESTAUTH_ACCESS_TOKEN_SECONDS", 15 * 60, _positive_int)
+    refresh_token_seconds: int = env(
+        "NESTAUTH_REFRESH_TOKEN_SECONDS", 30 * 24 * 60 * 60, _positive_int
+    )
+    mfa_token_seconds: int = env("NESTAUTH_MFA_TOKEN_SECONDS", 5 * 60, _positive_int)
+    user_login_max_failures: int = env("NESTAUTH_USER_LOGIN_MAX_FAILURES", 5, _positive_int)
+    user_login_lock_seconds: int = env("NESTAUTH_USER_LOGIN_LOCK_SECONDS", 15 * 60, _positive_int)
+    mfa_max_failures: int = env("NESTAUTH_MFA_MAX_FAILURES", 5, _positive_int)
+    mfa_lock_seconds: int = env("NESTAUTH_MFA_LOCK_SECONDS", 15 * 60, _positive_int)
+    totp_issuer: str = env("NESTAUTH_TOTP_ISSUER", "nestauth")
+    totp_setup_seconds: int = env("NESTAUTH_TOTP_SETUP_SECONDS", 10 * 60, _positive_int)
+    reauth_window_seconds: int = env("NESTAUTH_REAUTH_WINDOW_SECONDS", 5 * 60, _positive_int)
+    db_connect_timeout_seconds: int = env("NESTAUTH_DB_CONNECT_TIMEOUT_SECONDS", 5, _positive_int)
+    db_statement_timeout_ms: int = env("NESTAUTH_DB_STATEMENT_TIMEOUT_MS", 10_000, _positive_int)
+    db_pool_size: int = env("NESTAUTH_DB_POOL_SIZE", 5, _positive_int)
+    db_pool_timeout_seconds: int = env("NESTAUTH_DB_POOL_TIMEOUT_SECONDS", 5, _positive_int)
+    shutdown_timeout_seconds: int = env("NESTAUTH_SHUTDOWN_TIMEOUT_SECONDS", 10, _positive_int)
+    validate_responses: bool = env("NESTAUTH_VALIDATE_RESPONSES", False, _boolean)
+    password_hash_profile: str = env(
+        "NESTAUTH_PASSWORD_HASH_PROFILE", "default", _one_of("default", "test")
+    )
+    http_header_timeout_seconds: int = env(
+        "NESTAUTH_HTTP_HEADER_TIMEOUT_SECONDS", 10, _positive_int
+    )
+    http_keep_alive_seconds: int = env("NESTAUTH_HTTP_KEEP_ALIVE_SECONDS", 5, _positive_int)
+    http_max_concurrency: int = env("NESTAUTH_HTTP_MAX_CONCURRENCY", 1000, _positive_int)
+    http_max_header_bytes: int = env("NESTAUTH_HTTP_MAX_HEADER_BYTES", 16 * 1024, _positive_int)
+    prune_interval_seconds: int = env("NESTAUTH_PRUNE_INTERVAL_SECONDS", 15 * 60, _positive_int)
+    prune_grace_seconds: int = env("NESTAUTH_PRUNE_GRACE_SECONDS", 24 * 60 * 60, _positive_int)
+    # None: audit events are kept forever.
+    audit_retention_days: int | None = env("NESTAUTH_AUDIT_RETENTION_DAYS", None, _positive_int)
+    metrics_token: str | None = env("NESTAUTH_METRICS_TOKEN", None)  # None: /metrics is a 404
+    hash_queue_size: int = env("NESTAUTH_HASH_QUEUE_SIZE", 16, _positive_int)
+    hash_max_in_flight_per_client: int = env(
+        "NESTAUTH_HASH_MAX_IN_FLIGHT_PER_CLIENT", 2, _positive_int
+    )
+    ip_max_failures: int = env("NESTAUTH_IP_MAX_FAILURES", 50, _positive_int)
+    account_slow_after_failures: int = env(
+        "NESTAUTH_ACCOUNT_SLOW_AFTER_FAILURES", 10, _positive_int
+    )
+    account_slow_max_seconds: int = env("NESTAUTH_ACCOUNT_SLOW_MAX_SECONDS", 60, _positive_int)
+    signup_max_per_ip: int = env("NESTAUTH_SIGNUP_MAX_PER_IP", 20, _positive_int)
+    signup_max_per_email_ip: int = env("NESTAUTH_SIGNUP_MAX_PER_EMAIL_IP", 5, _positive_int)
+    signup_window_seconds: int = env("NESTAUTH_SIGNUP_WINDOW_SECONDS", 60 * 60, _positive_int)
+    var_dir: Path = env("NESTAUTH_VAR_DIR", Path("var"), _path)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        environ = os.environ if environ is None else environ
+        values = {
+            spec.name: _read(environ, spec.metadata["env"], spec.default, spec.metadata["parse"])
+            for spec in fields(cls)
+            if "env" in spec.metadata
+        }
+        var_dir = values["var_dir"]
+        return cls(
+            database_url=_read(
+                environ, "NESTAUTH_DATABASE_URL", f"sqlite:///{var_dir}/nestauth.db", _text
+            ),
+            secret_key=_secret_key(environ, var_dir),
+            **values,
+        )
+
+
+def _read(
+    environ: Mapping[str, str], name: str, default: Any, parse: Callable[[str, str], Any]
+) -> Any:
+    raw = environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return parse(name, raw)
+
+
+def _secret_key(environ: Mapping[str, str], var_dir: Path) -> str:
+    name = "NESTAUTH_SECRET_KEY"
+    raw = environ.get(name)
+    if raw is not None:
+        if len(raw) < MIN_SECRET_KEY_LENGTH:
+            raise ConfigError(name, f"must be at least {MIN_SECRET_KEY_LENGTH} characters")
+        return raw
+    return _load_or_create_key_file(var_dir / "secret.key")
 
 
 def _load_or_create_key_file(path: Path) -> str:

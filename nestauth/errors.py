@@ -47,10 +47,6 @@ class ValidationFailed(ApiError):
     status_code, code, message = 400, "VALIDATION_FAILED", "Validation failed"
 
 
-class NoAuthProvided(ApiError):
-    status_code, code, message = 401, "NO_AUTH_PROVIDED", "Admin authentication required"
-
-
 class SessionInvalid(ApiError):
     status_code, code, message = 401, "SESSION_INVALID", "Invalid admin session"
 
@@ -87,6 +83,12 @@ class MissingPermissions(ApiError):
     status_code = 403
     code = "MISSING_REQUIRED_PERMISSIONS"
     message = "Your role does not allow this action"
+
+
+class ReauthenticationRequired(ApiError):
+    status_code = 403
+    code = "REAUTHENTICATION_REQUIRED"
+    message = "Sign in again, or confirm with a current TOTP code (without MFA: your password)"
 
 
 class AdminBootstrapClosed(ApiError):
@@ -127,6 +129,20 @@ class EmailAlreadyExists(ApiError):
 
 class PayloadTooLarge(ApiError):
     status_code, code, message = 413, "PAYLOAD_TOO_LARGE", "Request body is too large"
+
+
+class RequestTimeout(ApiError):
+    """Sent by the HTTP layer (`nestauth.http_limits`): the request's headers came too slowly."""
+
+    status_code, code, message = 408, "REQUEST_TIMEOUT", "Request headers not received in time"
+
+
+class HeaderFieldsTooLarge(ApiError):
+    """Sent by the HTTP layer (`nestauth.http_limits`): request line and headers over the cap."""
+
+    status_code = 431
+    code = "HEADER_FIELDS_TOO_LARGE"
+    message = "Request line and headers are too large"
 
 
 class RateLimited(ApiError):

@@ -15,7 +15,11 @@ must not block the loop: the connection's busy_timeout is 0 and a busy statement
 here with asyncio.sleep until the deadline.
 
 The objects mimic the part of aiosqlite's interface that SQLAlchemy's aiosqlite dialect uses
-(passed as its `async_creator`).
+(passed as its `async_creator`), private attributes included;
+tests/unit/test_dependency_tripwires.py fails when the dialect starts using another.
+
+Isolation level AUTOCOMMIT (`execution_options(isolation_level="AUTOCOMMIT")`) means no
+BEGIN at all: each statement commits on its own, as with sqlite3's isolation_level None.
 """
 
 from __future__ import annotations
@@ -54,13 +58,14 @@ async def _retry_while_busy(call: Callable[[], Any], patience_seconds: float) ->
 
 
 class InlineCursor:
-    def __init__(self, cursor: sqlite3.Cursor, patience_seconds: float) -> None:
-        self._cursor, self._patience = cursor, patience_seconds
+    def __init__(self, cursor: sqlite3.Cursor, owner: InlineConnection) -> None:
+        self._cursor, self._owner, self._patience = cursor, owner, owner.patience_seconds
 
     async def _begin_if_idle(self, sql: str) -> None:
         """PRAGMAs run outside transactions (journal_mode cannot change inside one)."""
         connection = self._cursor.connection
-        if connection.in_transaction or sql.lstrip()[:6].upper() == "PRAGMA":
+        is_pragma = sql.lstrip()[:6].upper() == "PRAGMA"
+        if self._owner.autocommit or connection.in_transaction or is_pragma:
             return
         await _retry_while_busy(lambda: connection.execute("BEGIN IMMEDIATE"), self._patience)
 
@@ -120,31 +125,58 @@ class InlineCursor:
         self._cursor.close()
 
 
+class _RunNow:
+    """aiosqlite's queue of calls for its thread: here the call runs at once, on the loop."""
+
+    def put_nowait(self, item: tuple[asyncio.Future[Any], Callable[[], Any]]) -> None:
+        future, function = item
+        try:
+            future.set_result(function())
+        except Exception as exc:  # handed to the awaiting caller, as aiosqlite does
+            future.set_exception(exc)
+
+
 class InlineConnection:
     def __init__(self, connection: sqlite3.Connection, patience_seconds: float) -> None:
-        self._conn: sqlite3.Connection | None = connection
-        self._patience = patience_seconds
+        self._sqlite: sqlite3.Connection | None = connection
+        self.patience_seconds = patience_seconds
+        self.autocommit = False
+        # SQLAlchemy's adapter sets isolation_level by queueing a call on `_tx` that sets
+        # it on `_conn` (aiosqlite's thread and sqlite3 connection): both lead back here.
+        self._tx = _RunNow()
 
     @property
     def _connection(self) -> sqlite3.Connection | None:
         """SQLAlchemy's adapter checks this before commit and rollback."""
-        return self._conn
+        return self._sqlite
+
+    @property
+    def _conn(self) -> InlineConnection:
+        return self
 
     @property
     def isolation_level(self) -> str | None:
-        return self._live().isolation_level
+        """sqlite3's spelling: None for autocommit, else the BEGIN this module issues."""
+        self._live()
+        return None if self.autocommit else "IMMEDIATE"
+
+    @isolation_level.setter
+    def isolation_level(self, value: str | None) -> None:
+        if self._live().in_transaction:
+            raise sqlite3.OperationalError("cannot change isolation level inside a transaction")
+        self.autocommit = value is None
 
     def _live(self) -> sqlite3.Connection:
-        if self._conn is None:
+        if self._sqlite is None:
             raise ValueError("no active connection")
-        return self._conn
+        return self._sqlite
 
     def cursor(self) -> InlineCursor:
-        return InlineCursor(self._live().cursor(), self._patience)
+        return InlineCursor(self._live().cursor(), self)
 
     async def commit(self) -> None:
         connection = self._live()
-        await _retry_while_busy(connection.commit, self._patience)
+        await _retry_while_busy(connection.commit, self.patience_seconds)
 
     async def rollback(self) -> None:
         self._live().rollback()
@@ -156,6 +188,6 @@ class InlineConnection:
         self.stop()
 
     def stop(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        if self._sqlite is not None:
+            self._sqlite.close()
+            self._sqlite = None

@@ -29,7 +29,8 @@ def database_url(
 def session_api(database_url: str) -> Iterator[Api]:
     settings = make_settings(database_url)
     app = create_app(settings)
-    with app.test_client() as client:
+    # A peer with an IP address, as a server sees (Starlette's default is "testclient").
+    with app.test_client(client=("127.0.0.1", 50000)) as client:
         yield Api(app=app, client=client, base_settings=settings)
 
 

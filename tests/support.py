@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -72,6 +72,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         cookie_secure=False,  # the test client speaks plain http
         validate_responses=True,
         password_hash_profile="test",  # argon2id at the smallest cost; production: test_services
+        prune_interval_seconds=7 * 24 * 60 * 60,  # no background prune in the middle of tests
     )
     return replace(base, **overrides)
 
@@ -357,11 +358,16 @@ def totp_at(secret: str, moment: datetime, steps: int = 0) -> str:
 
 
 @contextmanager
-def live_nestauth(workdir: Path, env: dict[str, str]) -> Iterator[str]:
-    """A real `nestauth serve` process in `workdir`; yields its base URL once healthy."""
+def live_nestauth(
+    workdir: Path,
+    env: dict[str, str],
+    nestauth: Sequence[str] = (sys.executable, "-m", "nestauth.cli"),
+) -> Iterator[str]:
+    """A real `nestauth serve` process in `workdir`; yields its base URL once healthy.
+    `nestauth` is how the command is run (another install's console script, say)."""
     port = _free_port()
     full_env = {**os.environ, "NESTAUTH_VAR_DIR": str(workdir / "var"), **env}
-    command = [sys.executable, "-m", "nestauth.cli", "serve", "--port", str(port)]
+    command = [*nestauth, "serve", "--port", str(port)]
     with (workdir / "server.log").open("w") as log:
         server = subprocess.Popen(
             command, cwd=workdir, env=full_env, stdout=log, stderr=subprocess.STDOUT

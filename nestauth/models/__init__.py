@@ -3,7 +3,7 @@
 from nestauth.models.admin import ADMIN_ROLES, Admin, AdminSession
 from nestauth.models.audit import AuditEvent
 from nestauth.models.base import Base, core_table, utcnow
-from nestauth.models.mfa import MFA_PURPOSES, MfaChallenge
+from nestauth.models.mfa import MfaChallenge
 from nestauth.models.ratelimit import RateLimitBucket
 from nestauth.models.user import RecoveryCode, TotpDevice, UsedRefreshToken, User, UserSession
 
@@ -13,7 +13,6 @@ __all__ = [
     "AdminSession",
     "AuditEvent",
     "Base",
-    "MFA_PURPOSES",
     "MfaChallenge",
     "RateLimitBucket",
     "RecoveryCode",

@@ -10,8 +10,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from nestauth.models.base import Base, UuidPrimaryKey, utcnow
 
-MFA_PURPOSES = ("login", "setup")  # setup: the user must enrol a device to finish the login
-
 
 class MfaChallenge(UuidPrimaryKey, Base):
     __tablename__ = "mfa_challenges"
@@ -20,6 +18,7 @@ class MfaChallenge(UuidPrimaryKey, Base):
         ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # "login", or "setup": the user must enrol a device to finish the login.
     purpose: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]

@@ -24,6 +24,9 @@ from nestauth.services.tokens import same_secret
 
 # Arbitrary constant naming the bootstrap lock among PostgreSQL advisory locks.
 BOOTSTRAP_LOCK_ID = 0x6E61_6274
+_OWNERS_IN_ID_ORDER = (
+    select(Admin.id).where(Admin.role == "owner").order_by(Admin.id).with_for_update()
+)
 
 
 async def create_admin(
@@ -114,11 +117,12 @@ async def update_admin(
     now: datetime,
 ) -> Admin:
     """A demotion or a new password ends the admin's sessions at once (ASVS 3.3.3)."""
+    owners = await _lock_owners(session) if "role" in changes else []
     admin = await get_admin(session, admin_id, lock=True)
     changed = []
     if "role" in changes and changes["role"] != admin.role:
         if admin.role == "owner":
-            await _ensure_another_owner(session, admin.id)
+            _ensure_another_owner(owners, admin.id)
         admin.role = changes["role"]
         changed.append("role")
     if "name" in changes and changes["name"] != admin.name:
@@ -145,9 +149,10 @@ async def delete_admin(
     now: datetime,
 ) -> None:
     """Sessions go with the admin (ON DELETE CASCADE), so its tokens fail at once."""
+    owners = await _lock_owners(session)
     admin = await get_admin(session, admin_id, lock=True)
     if admin.role == "owner":
-        await _ensure_another_owner(session, admin.id)
+        _ensure_another_owner(owners, admin.id)
     await session.execute(delete(Admin).where(Admin.id == admin_id))
     await record_admin_action(
         session, actor=actor, meta=meta, now=now, action="admin.deleted",
@@ -163,11 +168,16 @@ async def get_admin(session: AsyncSession, admin_id: uuid.UUID, *, lock: bool = 
     return admin
 
 
-async def _ensure_another_owner(session: AsyncSession, owner_id: uuid.UUID) -> None:
-    """Locks every owner row, so two owners removing each other cannot leave none."""
-    owners = (
-        await session.scalars(select(Admin.id).where(Admin.role == "owner").with_for_update())
-    ).all()
+async def _lock_owners(session: AsyncSession) -> list[uuid.UUID]:
+    """Locks every owner row, in id order and in one statement, before the target is
+    touched: two owners removing each other then queue on the same first row instead of
+    each holding the row the other waits for (a deadlock, 503, on PostgreSQL). A row
+    demoted meanwhile is re-checked after the wait and left out."""
+    return list((await session.scalars(_OWNERS_IN_ID_ORDER)).all())
+
+
+def _ensure_another_owner(owners: list[uuid.UUID], owner_id: uuid.UUID) -> None:
+    """The owners are locked, so none of them can be removed before this change commits."""
     if not set(owners) - {owner_id}:
         raise LastOwner()
 

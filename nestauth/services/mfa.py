@@ -129,18 +129,29 @@ async def _fail(
     raise MfaCodeInvalid()
 
 
+def _setup_cutoff(settings: Settings, now: datetime) -> datetime:
+    """Enrolments started at or before this moment have expired."""
+    return now - timedelta(seconds=settings.totp_setup_seconds)
+
+
 async def start_enrolment(
     session: AsyncSession,
     settings: Settings,
     box: SecretBox,
     user: User,
     device_name: str | None,
+    now: datetime,
 ) -> Enrolment:
-    devices = await users.list_devices(session, user.id)
-    if len(devices) >= MAX_DEVICES:
+    """Only verified devices count to the cap: ten abandoned setups once locked a user
+    holding a setup-only token out of enrolling at all."""
+    cutoff = _setup_cutoff(settings, now)
+    devices = await totp_devices.make_room_for_enrolment(session, user.id, cutoff)
+    if sum(d.verified for d in devices) >= MAX_DEVICES:
         raise DeviceLimitReached()
     name = device_name or f"Authenticator {len(devices) + 1}"
-    device, secret = await totp_devices.add_device(session, box, user_id=user.id, device_name=name)
+    device, secret = await totp_devices.add_device(
+        session, box, user_id=user.id, device_name=name, created_at=now
+    )
     url = totp.otpauth_url(secret, user.email, settings.totp_issuer)
     qr = segno.make(url, error="m").svg_data_uri(scale=4)
     return Enrolment(device, secret, url, qr)
@@ -157,14 +168,19 @@ async def finish_enrolment(
     now: datetime,
     address: str | None = None,
 ) -> TotpDevice:
-    """Verifies a pending device; the code that verified it counts as used."""
-    pending = [d for d in await users.list_devices(session, user.id) if not d.verified]
+    """Verifies a pending (unexpired) device; the code that verified it counts as used."""
+    await totp_devices.lock_devices(session, user.id)
+    devices = await users.list_devices(session, user.id)
+    cutoff = _setup_cutoff(settings, now)
+    pending = [d for d in devices if totp_devices.is_pending(d, cutoff)]
     device = next(
         (d for d in pending if hmac.compare_digest(totp_devices.device_secret(box, d), secret)),
         None,
     )
     if device is None:
-        raise TotpDeviceNotFound("No pending TOTP setup with this secret")
+        raise TotpDeviceNotFound("No pending TOTP setup with this secret (or it expired)")
+    if sum(d.verified for d in devices) >= MAX_DEVICES:
+        raise DeviceLimitReached()
     policy = mfa_policy(settings)
     await ratelimit.ensure_allowed_from(session, policy, str(user.id), address, now)
     step = totp.matching_step(secret, otp, now)

@@ -142,6 +142,11 @@ class Policy:
             ),
         )
 
+    def limits(self) -> tuple[Limit, Limit, Limit]:
+        """Every scope this policy writes, with its window (for pruning)."""
+        slow = self.account
+        return self.pair, self.address, Limit(slow.scope, slow.after, slow.window)
+
 
 def _pair(account: str, address: str | None) -> str:
     return f"{account}|{address or 'unknown'}"

@@ -118,7 +118,7 @@ async def open_session(
         _INSERT_SESSION,
         {
             "id": session_id, "user_id": user.id, "refresh_token_hash": refresh_digest,
-            "created_at": now, "last_used_at": now,
+            "created_at": now, "last_used_at": now, "authenticated_at": now,
             "expires_at": now + timedelta(seconds=settings.refresh_token_seconds),
             "ip": meta.ip, "user_agent": meta.user_agent, "revoked_at": None,
         },

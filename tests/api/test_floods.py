@@ -17,7 +17,7 @@ import httpx
 import sqlalchemy as sa
 
 from nestauth.models import RateLimitBucket, User
-from nestauth.services import passwords
+from nestauth.services import housekeeping, passwords
 from nestauth.services.passwords import GATE, WORKERS
 from tests.support import PASSWORD, Api, assert_error, mid_step, totp_at, wrong_otp
 
@@ -212,7 +212,7 @@ class TestLoginLockout:
 
 class TestMfaLockout:
     def test_mfa_and_recovery_failures_lock_the_attacker_only(self, api: Api) -> None:
-        api.configure(mfa_max_failures=3)
+        api.configure(mfa_max_failures=3, reauth_window_seconds=3600)  # codes made "later"
         user, later = api.mfa_user_enrolled_ago(10)
         secret = user.devices[0].secret
         codes = api.recovery_codes(user.access_token)
@@ -273,3 +273,23 @@ class TestSignUpLimits:
 
 async def _keys(session: Any) -> list[str]:
     return list((await session.scalars(sa.select(RateLimitBucket.key))).all())
+
+
+class TestPruning:
+    def test_every_new_scope_is_pruned_once_its_window_is_over(self, api: Api) -> None:
+        """Per-address, per-account and sign-up counts are housekept like the per-pair ones."""
+        now = api.freeze(mid_step())
+        email = post(api, ATTACKER, "/auth/signup", owner_body(new_email())).json()["user"]["email"]
+        assert_error(login(api, ATTACKER, email, WRONG), 401, "INVALID_CREDENTIALS")
+        scopes = {key.split(":")[0] for key in api.db(_keys)}
+        assert scopes >= {
+            "signup",
+            "signup-ip",
+            "user-login",
+            "user-login-ip",
+            "user-login-account",
+        }
+        later = now + timedelta(hours=2)  # past the sign-up window (1 h) and the lock window
+        report = api.run(housekeeping.prune, api.runtime.sessions, api.runtime.settings, later)
+        assert report.complete
+        assert api.db(_keys) == []

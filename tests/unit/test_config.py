@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -128,6 +129,23 @@ class TestOrigins:
         config_error(tmp_path, "NESTAUTH_CSRF_ALLOWED_ORIGINS", raw)
 
 
+class TestTrustedProxies:
+    def test_none_by_default(self, tmp_path: Path) -> None:
+        assert settings(tmp_path).trusted_proxies == ()
+
+    def test_addresses_and_networks_normalised(self, tmp_path: Path) -> None:
+        raw = " 10.0.0.1, 192.168.7.9/16 ,,::1, 2001:DB8::/32"
+        # uvicorn reads "10.0.0.1" as a host and "x/n" as a network; a network with host
+        # bits set (192.168.7.9/16) it would silently take for a name that never matches.
+        assert settings(tmp_path, NESTAUTH_TRUSTED_PROXIES=raw).trusted_proxies == (
+            "10.0.0.1/32", "192.168.0.0/16", "::1/128", "2001:db8::/32",
+        )  # fmt: skip
+
+    @pytest.mark.parametrize("raw", ["*", "proxy.internal", "10.0.0.0/33", "10.0.0.1,nope"])
+    def test_bad_entry_names_variable(self, tmp_path: Path, raw: str) -> None:
+        config_error(tmp_path, "NESTAUTH_TRUSTED_PROXIES", raw)
+
+
 def test_processes_starting_together_share_one_generated_key(tmp_path) -> None:
     import subprocess
     import sys
@@ -141,3 +159,27 @@ def test_processes_starting_together_share_one_generated_key(tmp_path) -> None:
     keys = {run.communicate(timeout=60)[0].strip() for run in runs}
     assert all(run.returncode == 0 for run in runs)
     assert len(keys) == 1 and len(keys.pop()) >= 32
+
+
+class TestDeclaredOnce:
+    """Each setting's variable, parser and default are declared on its field, once."""
+
+    def test_every_setting_names_its_variable(self) -> None:
+        read_apart = {"database_url", "secret_key"}  # their defaults depend on var_dir
+        for spec in fields(Settings):
+            if spec.name not in read_apart:
+                assert spec.metadata.get("env") == f"NESTAUTH_{spec.name.upper()}", spec.name
+
+    def test_unset_environment_gives_the_declared_defaults(self, tmp_path: Path) -> None:
+        loaded = settings(tmp_path, NESTAUTH_SECRET_KEY=GOOD_KEY)
+        declared = Settings(
+            database_url=f"sqlite:///{tmp_path}/nestauth.db", secret_key=GOOD_KEY, var_dir=tmp_path
+        )
+        assert loaded == declared
+
+    def test_blank_variables_mean_the_default(self, tmp_path: Path) -> None:
+        blank = {spec.metadata["env"]: " " for spec in fields(Settings) if "env" in spec.metadata}
+        del blank["NESTAUTH_VAR_DIR"]
+        assert settings(tmp_path, **blank, NESTAUTH_SECRET_KEY=GOOD_KEY) == settings(
+            tmp_path, NESTAUTH_SECRET_KEY=GOOD_KEY
+        )
