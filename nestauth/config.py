@@ -142,6 +142,9 @@ class Settings:
     # None: audit events are kept forever.
     audit_retention_days: int | None = env("NESTAUTH_AUDIT_RETENTION_DAYS", None, _positive_int)
     metrics_token: str | None = env("NESTAUTH_METRICS_TOKEN", None)  # None: /metrics is a 404
+    # asyncio: under a flood of busy connections uvloop accepted no new connection until the
+    # flood ended (measured, bench/flood.py); asyncio kept serving newcomers.
+    event_loop: str = env("NESTAUTH_EVENT_LOOP", "asyncio", _one_of("asyncio", "uvloop"))
     hash_queue_size: int = env("NESTAUTH_HASH_QUEUE_SIZE", 16, _positive_int)
     hash_max_in_flight_per_client: int = env(
         "NESTAUTH_HASH_MAX_IN_FLIGHT_PER_CLIENT", 2, _positive_int
