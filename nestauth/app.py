@@ -18,6 +18,7 @@ from nestauth import connexion_tuning, db
 from nestauth.config import Settings
 from nestauth.context import Runtime
 from nestauth.errors import KnownRoutes, register_error_handlers
+from nestauth.flood_guard import FloodGuardMiddleware
 from nestauth.metrics import Metrics
 from nestauth.middleware import (
     BodySizeLimitMiddleware,
@@ -127,6 +128,10 @@ def create_app(settings: Settings | None = None, spec_path: Path = SPEC_PATH) ->
         position=MiddlewarePosition.BEFORE_EXCEPTION,
         runtime=runtime,
         metrics=metrics,
+    )
+    # A flood's refusals answered before routing, validation and a transaction (flood_guard).
+    app.add_middleware(
+        FloodGuardMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, runtime=runtime
     )
     app.add_middleware(OperationTagMiddleware, position=MiddlewarePosition.BEFORE_SECURITY)
     app.add_middleware(

@@ -128,6 +128,25 @@ class TestPerAddressCap:
         assert [a.status_code for a in held] == [401, 401, 200]
         assert owner_answer.status_code == 200
 
+    def test_refused_before_validation_and_any_database_work(self, api: Api) -> None:
+        """The flood guard answers before Connexion: a malformed body still gets the 429,
+        and a refused sign-up writes nothing."""
+        api.configure(hash_max_in_flight_per_client=1)
+        email = api.sign_up()["user"]["email"]
+        held = [(ATTACKER, "/auth/login", {"email": email, "password": WRONG})]
+        before = buckets(api)
+        for probe in (
+            (ATTACKER, "/auth/login", {"email": email}),  # no password: a 400 otherwise
+            (ATTACKER, "/auth/signup", owner_body(new_email())),
+            (ATTACKER, "/auth/admin/login", owner_body(new_email())),
+        ):
+            answers, refused = api.run(while_held, api, held, probe)
+            assert_error(refused, 429, "RATE_LIMITED")
+            assert refused.headers["Retry-After"] == "1"
+            assert refused.json()["details"] == {"retryAfter": 1}
+            assert [a.status_code for a in answers] == [401]
+        assert buckets(api) == before + 3  # the held logins' pair, address and account only
+
     def test_the_cap_counts_only_requests_in_flight(self, api: Api) -> None:
         api.configure(hash_max_in_flight_per_client=1)
         email = api.sign_up()["user"]["email"]
