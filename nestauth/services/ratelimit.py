@@ -155,9 +155,11 @@ def _pair(account: str, address: str | None) -> str:
 async def ensure_allowed_from(
     session: AsyncSession, policy: Policy, account: str, address: str | None, now: datetime
 ) -> None:
-    """Both locks, the pair's held until the attempt is settled (parallel guesses from one
-    address count one after another). Always pair, then address, then account, in every
-    transaction: no lock-order deadlock on PostgreSQL."""
+    """The pair's block, its row locked until the attempt is settled (parallel guesses from
+    one address count one after another), and the address's, read without a lock (parallel
+    attempts from one address are bounded by the hashing queue's per-address cap). Rows are
+    locked pair, then address, then account, in every transaction: no lock-order deadlock
+    on PostgreSQL."""
     await ensure_allowed(session, policy.pair, _pair(account, address), now)
     blocked_until = await session.scalar(_BLOCK, {"key": policy.address.key(address or "unknown")})
     if blocked_until and blocked_until > now:
