@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 MIN_SECRET_KEY_LENGTH = 32
+MIN_SECRET_DISTINCT_CHARACTERS = 8  # refuses "aaaa…", "abababab…", a key of spaces
 
 
 class ConfigError(Exception):
@@ -48,15 +53,20 @@ class Settings:
     shutdown_timeout_seconds: int = 10
     validate_responses: bool = False
     var_dir: Path = field(default=Path("var"))
+    previous_secret_keys: tuple[str, ...] = ()
+    admin_signup_max_failures: int = 5
+    admin_signup_max_failures_total: int = 20
+    admin_signup_lock_seconds: int = 15 * 60
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = _Env(os.environ if environ is None else environ)
         var_dir = Path(env.text("NESTAUTH_VAR_DIR", "var"))
+        database_url = env.text("NESTAUTH_DATABASE_URL", f"sqlite:///{var_dir}/nestauth.db")
         return cls(
-            database_url=env.text("NESTAUTH_DATABASE_URL", f"sqlite:///{var_dir}/nestauth.db"),
-            secret_key=env.secret_key(var_dir),
-            admin_secret=env.text("NESTAUTH_ADMIN_SECRET", "") or None,
+            database_url=database_url,
+            secret_key=env.secret_key(var_dir, generate=_is_sqlite(database_url)),
+            admin_secret=env.admin_secret("NESTAUTH_ADMIN_SECRET"),
             cookie_secure=env.boolean("NESTAUTH_COOKIE_SECURE", True),
             mfa_required=env.boolean("NESTAUTH_MFA_REQUIRED", False),
             admin_session_idle_seconds=env.positive_int(
@@ -84,7 +94,35 @@ class Settings:
             shutdown_timeout_seconds=env.positive_int("NESTAUTH_SHUTDOWN_TIMEOUT_SECONDS", 10),
             validate_responses=env.boolean("NESTAUTH_VALIDATE_RESPONSES", False),
             var_dir=var_dir,
+            previous_secret_keys=env.previous_keys("NESTAUTH_PREVIOUS_SECRET_KEYS"),
+            admin_signup_max_failures=env.positive_int("NESTAUTH_ADMIN_SIGNUP_MAX_FAILURES", 5),
+            admin_signup_max_failures_total=env.positive_int(
+                "NESTAUTH_ADMIN_SIGNUP_MAX_FAILURES_TOTAL", 20
+            ),
+            admin_signup_lock_seconds=env.positive_int("NESTAUTH_ADMIN_SIGNUP_LOCK_SECONDS", 900),
         )
+
+
+def _is_sqlite(database_url: str) -> bool:
+    try:
+        return make_url(database_url).get_backend_name() == "sqlite"
+    except ArgumentError:
+        raise ConfigError("NESTAUTH_DATABASE_URL", "not a database URL") from None
+
+
+def check_secret(name: str, value: str, what: str = "") -> str:
+    """Long and varied enough to resist guessing; the message never shows the value."""
+    subject = f"{what} " if what else ""
+    if len(value) < MIN_SECRET_KEY_LENGTH:
+        raise ConfigError(name, f"{subject}must be at least {MIN_SECRET_KEY_LENGTH} characters")
+    if len({c for c in value if not c.isspace()}) < MIN_SECRET_DISTINCT_CHARACTERS:
+        raise ConfigError(
+            name,
+            f"{subject}is too uniform: use at least {MIN_SECRET_DISTINCT_CHARACTERS} different "
+            "non-blank characters (generate one: python -c 'import secrets; "
+            "print(secrets.token_urlsafe(48))')",
+        )
+    return value
 
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -131,14 +169,24 @@ class _Env:
                 raise ConfigError(name, f"origin {origin!r} must start with http:// or https://")
         return origins
 
-    def secret_key(self, var_dir: Path) -> str:
+    def secret_key(self, var_dir: Path, *, generate: bool) -> str:
+        """Empty when unset on a shared database: each process would otherwise make its own
+        key; whatever needs a key then refuses to start (services.keys.Keyring.of)."""
         name = "NESTAUTH_SECRET_KEY"
         raw = self._environ.get(name)
         if raw is not None:
-            if len(raw) < MIN_SECRET_KEY_LENGTH:
-                raise ConfigError(name, f"must be at least {MIN_SECRET_KEY_LENGTH} characters")
-            return raw
-        return _load_or_create_key_file(var_dir / "secret.key")
+            return check_secret(name, raw)
+        return _load_or_create_key_file(var_dir / "secret.key") if generate else ""
+
+    def previous_keys(self, name: str) -> tuple[str, ...]:
+        keys = tuple(k.strip() for k in self._environ.get(name, "").split(",") if k.strip())
+        for number, key in enumerate(keys, start=1):
+            check_secret(name, key, f"key {number}")
+        return keys
+
+    def admin_secret(self, name: str) -> str | None:
+        raw = self.text(name, "")
+        return check_secret(name, raw) if raw else None
 
 
 def _load_or_create_key_file(path: Path) -> str:
@@ -147,18 +195,29 @@ def _load_or_create_key_file(path: Path) -> str:
     Several processes may start at once (`serve --workers N`): the key is written to a
     private temporary file and linked into place atomically; a loser reads the winner's.
     """
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".secret-")  # mode 0600
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_urlsafe(48))
-            os.link(temporary, path)
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(temporary)
-    key = path.read_text().strip()
-    if len(key) < MIN_SECRET_KEY_LENGTH:
-        raise ConfigError("NESTAUTH_SECRET_KEY", f"key file {path} is too short")
-    return key
+    try:
+        if not path.exists():
+            _create_key_file(path)
+        mode = stat.S_IMODE(path.stat().st_mode)
+        key = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError("NESTAUTH_VAR_DIR", f"cannot use {path}: {exc.strerror}") from None
+    if mode & 0o077:
+        raise ConfigError(
+            "NESTAUTH_SECRET_KEY",
+            f"key file {path} is readable by others (mode {mode:o}): chmod 600 {path}",
+        )
+    return check_secret("NESTAUTH_SECRET_KEY", key, f"key file {path}")
+
+
+def _create_key_file(path: Path) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".secret-")  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+        os.link(temporary, path)
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(temporary)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,11 +11,13 @@ import pyotp
 from sqlalchemy import and_, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from nestauth.errors import TotpDeviceNotFound, UserNotFound
+from nestauth.errors import SecretKeyMismatch, TotpDeviceNotFound, UserNotFound
 from nestauth.models import RecoveryCode, TotpDevice, User, core_table
 from nestauth.services import user_sessions
 from nestauth.services.audit import Actor, RequestMeta, record_action
-from nestauth.services.secrets import SecretBox
+from nestauth.services.secrets import SecretBox, SecretUnreadable
+
+log = logging.getLogger("nestauth.totp_devices")
 
 # Built once, and Core (no ORM bookkeeping): the seed operation runs these on every call.
 _DEVICES, _USERS, _CODES = (core_table(model) for model in (TotpDevice, User, RecoveryCode))
@@ -54,14 +57,14 @@ class DeviceRemoval:
     sessions_revoked: int
 
 
-def _secret_binding(device_id: uuid.UUID) -> bytes:
+def secret_binding(device_id: uuid.UUID) -> bytes:
     """Associated data: a sealed secret copied onto another device row will not open."""
     return b"totp_devices:" + device_id.bytes
 
 
 def seal_device_secret(box: SecretBox, device_id: uuid.UUID, secret: str) -> bytes:
     """The stored form of a device's secret (bulk loaders build rows with it)."""
-    return box.seal(secret, _secret_binding(device_id))
+    return box.seal(secret, secret_binding(device_id))
 
 
 async def add_device(
@@ -89,7 +92,16 @@ async def add_device(
 
 
 def device_secret(box: SecretBox, device: TotpDevice) -> str:
-    return box.open(device.secret_encrypted, _secret_binding(device.id))
+    try:
+        return box.open(device.secret_encrypted, secret_binding(device.id))
+    except SecretUnreadable:
+        # One line for the operator, no traceback: the cause is configuration, not code.
+        log.error(
+            "TOTP secret of device %s opens under none of the configured server keys "
+            "(NESTAUTH_SECRET_KEY / NESTAUTH_PREVIOUS_SECRET_KEYS)",
+            device.id,
+        )
+        raise SecretKeyMismatch() from None
 
 
 async def remove_user_device(
