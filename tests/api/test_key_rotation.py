@@ -1,0 +1,296 @@
+"""Key rotation (docs/deploy.md, Keys): sealed and signed under the current server key,
+opened and verified under it or a previous one, TOTP secrets resealed by `keys reseal`."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nestauth.models import RecoveryCode, TotpDevice
+from nestauth.services import keys, reseal, totp_devices
+from nestauth.services.secrets import SecretBox
+from tests.support import (
+    PASSWORD,
+    Api,
+    assert_error,
+    bearer,
+    live_nestauth,
+    make_settings,
+    totp_at,
+)
+
+OLD_KEY = make_settings("sqlite://").secret_key  # the key the test app starts with
+NEW_KEY = "rotated-server-key-0123456789-abcdefghij"
+UNRELATED_KEY = "unrelated-server-key-9876543210-zyxwvuts"
+
+
+def rotate(api: Api, current: str, *previous: str) -> None:
+    api.configure(secret_key=current, previous_secret_keys=previous)
+
+
+def mfa_login(api: Api, email: str, secret: str, steps: int) -> object:
+    return api.verify_mfa(api.start_mfa_login(email), totp_at(secret, api.runtime.clock(), steps))
+
+
+class TestAccessTokens:
+    def test_a_token_signed_before_the_rotation_stays_valid(self, api: Api) -> None:
+        token = api.sign_up()["accessToken"]
+        rotate(api, NEW_KEY, OLD_KEY)
+        assert api.current_user(token).status_code == 200
+
+    def test_once_the_previous_key_is_dropped_it_fails(self, api: Api) -> None:
+        token = api.sign_up()["accessToken"]
+        rotate(api, NEW_KEY)
+        assert_error(api.current_user(token), 401, "SESSION_INVALID")
+
+    def test_new_tokens_are_signed_with_the_new_key(self, api: Api) -> None:
+        rotate(api, NEW_KEY, OLD_KEY)
+        token = api.sign_up()["accessToken"]
+        rotate(api, NEW_KEY)
+        assert api.current_user(token).status_code == 200
+        rotate(api, OLD_KEY)
+        assert_error(api.current_user(token), 401, "SESSION_INVALID")
+
+
+class TestTotpSecrets:
+    def test_mfa_login_under_the_previous_key(self, api: Api) -> None:
+        user, _now = api.mfa_user_enrolled_ago(steps=0)
+        rotate(api, NEW_KEY, OLD_KEY)
+        response = mfa_login(api, user.email, user.devices[0].secret, steps=1)
+        assert response.status_code == 200, response.text
+
+    def test_new_devices_are_sealed_under_the_new_key(self, api: Api) -> None:
+        rotate(api, NEW_KEY, OLD_KEY)
+        user, _now = api.mfa_user_enrolled_ago(steps=0)
+        rotate(api, NEW_KEY)
+        response = mfa_login(api, user.email, user.devices[0].secret, steps=1)
+        assert response.status_code == 200, response.text
+
+    def test_no_key_opens_it_is_a_500_of_its_own_logged_in_one_line(
+        self, api: Api, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        user, _now = api.mfa_user_enrolled_ago(steps=0)
+        rotate(api, NEW_KEY)
+        with caplog.at_level(logging.INFO):
+            response = mfa_login(api, user.email, user.devices[0].secret, steps=1)
+        assert_error(response, 500, "SECRET_KEY_MISMATCH")
+        assert "Traceback" not in response.text and "InvalidTag" not in response.text
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1, errors
+        assert user.devices[0].id in errors[0].getMessage()
+        assert errors[0].exc_info is None
+        assert user.devices[0].secret not in caplog.text
+
+    def test_a_pending_setup_that_no_key_opens_is_the_same_500(self, api: Api) -> None:
+        token = api.sign_up()["accessToken"]
+        setup = api.client.post("/auth/mfa/setup-totp", json={}, headers=bearer(token))
+        secret = setup.json()["secret"]
+        api.db(seal_devices_under(UNRELATED_KEY))
+        body = {"secret": secret, "otp": totp_at(secret, api.runtime.clock())}
+        response = api.client.post("/auth/mfa/verify-totp-setup", json=body, headers=bearer(token))
+        assert_error(response, 500, "SECRET_KEY_MISMATCH")
+
+
+def seal_devices_under(key: str):  # type: ignore[no-untyped-def]
+    """Seals every device's secret under `key` (opened with the test app's own key)."""
+
+    async def seal(session: AsyncSession) -> None:
+        old, other = SecretBox(OLD_KEY), SecretBox(key)
+        for device in (await session.scalars(sa.select(TotpDevice))).all():
+            binding = totp_devices.secret_binding(device.id)
+            opened = old.open(device.secret_encrypted, binding)
+            device.secret_encrypted = other.seal(opened, binding)
+
+    return seal
+
+
+def legacy_recovery_digest(server_key: str, code: str) -> str:
+    """How releases before keys.derive_key stored a recovery code."""
+    key = hashlib.sha256(b"nestauth recovery v1" + server_key.encode()).digest()
+    return hmac.new(key, code.replace("-", "").encode(), hashlib.sha256).hexdigest()
+
+
+class TestRecoveryCodes:
+    def test_a_code_made_before_the_rotation_still_works(self, api: Api) -> None:
+        user = api.mfa_user()
+        code = api.recovery_codes(user.access_token)[0]
+        rotate(api, NEW_KEY, OLD_KEY)
+        assert api.verify_recovery_code(api.start_mfa_login(user.email), code).status_code == 200
+
+    def test_once_the_previous_key_is_dropped_it_no_longer_matches(self, api: Api) -> None:
+        user = api.mfa_user()
+        code = api.recovery_codes(user.access_token)[0]
+        rotate(api, NEW_KEY)
+        response = api.verify_recovery_code(api.start_mfa_login(user.email), code)
+        assert_error(response, 401, "MFA_CODE_INVALID")
+
+    def test_new_codes_are_keyed_by_the_new_key(self, api: Api) -> None:
+        rotate(api, NEW_KEY, OLD_KEY)
+        user = api.mfa_user()
+        code = api.recovery_codes(user.access_token)[0]
+        rotate(api, NEW_KEY)
+        assert api.verify_recovery_code(api.start_mfa_login(user.email), code).status_code == 200
+
+    def test_a_code_stored_by_an_earlier_release_still_works(self, api: Api) -> None:
+        user = api.mfa_user()
+        code = "ABCDE-FGHJK"
+        row = RecoveryCode(
+            user_id=uuid.UUID(user.id), code_hash=legacy_recovery_digest(OLD_KEY, code)
+        )
+        api.db(lambda session: _add(session, row))
+        assert api.verify_recovery_code(api.start_mfa_login(user.email), code).status_code == 200
+
+    def test_the_stored_digest_is_hmac_under_the_derived_key(self, api: Api) -> None:
+        user = api.mfa_user()
+        code = api.recovery_codes(user.access_token)[0]
+        key = keys.derive_key(OLD_KEY, keys.RECOVERY_CODE)
+        expected = hmac.new(key, code.replace("-", "").encode(), hashlib.sha256).hexdigest()
+        assert api.count(RecoveryCode, RecoveryCode.code_hash == expected) == 1
+
+
+async def _add(session: AsyncSession, row: object) -> None:
+    session.add(row)
+
+
+class TestResealService:
+    def reseal(self, api: Api, batch_size: int = reseal.BATCH_SIZE) -> reseal.ResealReport:
+        return api.run(
+            reseal.reseal_totp_secrets, api.runtime.sessions, api.runtime.secret_box, batch_size
+        )
+
+    def test_reseals_every_secret_then_nothing(self, api: Api) -> None:
+        user, _now = api.mfa_user_enrolled_ago(steps=0, devices=2)
+        rotate(api, NEW_KEY, OLD_KEY)
+        first = self.reseal(api)
+        assert (first.checked, first.resealed, first.unreadable) == (2, 2, [])
+        again = self.reseal(api)
+        assert (again.checked, again.resealed, again.unreadable) == (2, 0, [])
+        rotate(api, NEW_KEY)
+        response = mfa_login(api, user.email, user.devices[1].secret, steps=1)
+        assert response.status_code == 200, response.text
+
+    def test_works_in_batches(self, api: Api) -> None:
+        api.create_user(verified_devices=5)
+        rotate(api, NEW_KEY, OLD_KEY)
+        report = self.reseal(api, batch_size=2)
+        assert (report.checked, report.resealed) == (5, 5)
+        assert self.reseal(api, batch_size=2).resealed == 0
+
+    def test_reports_secrets_no_key_opens_and_leaves_them(self, api: Api) -> None:
+        fixture = api.create_user(verified_devices=1)
+        api.db(seal_devices_under(UNRELATED_KEY))
+        before = api.scalar(sa.select(TotpDevice.secret_encrypted))
+        report = self.reseal(api)
+        assert [str(d) for d in report.unreadable] == fixture.devices
+        assert api.scalar(sa.select(TotpDevice.secret_encrypted)) == before
+
+
+KEY_A = "end-to-end-key-a-0123456789abcdefghijk"
+KEY_B = "end-to-end-key-b-9876543210zyxwvutsrqp"
+CREDENTIALS = {"email": "rot@example.com", "password": PASSWORD}
+
+
+def reseal_cli(database_url: str, workdir: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("NESTAUTH_")}
+    environ.update(NESTAUTH_DATABASE_URL=database_url, NESTAUTH_VAR_DIR=str(workdir / "var"), **env)
+    return subprocess.run(
+        [sys.executable, "-m", "nestauth.cli", "keys", "reseal"],
+        capture_output=True, text=True, env=environ, timeout=120, check=False,
+    )  # fmt: skip
+
+
+class Live:
+    """One `nestauth serve` at a time on the test database, under the keys given."""
+
+    def __init__(self, api: Api, workdir: Path) -> None:
+        self.url, self.workdir, self.runs = api.base_settings.database_url, workdir, 0
+
+    @contextmanager
+    def serve(self, key: str, *previous: str) -> Iterator[httpx.Client]:
+        self.runs += 1
+        env = {
+            "NESTAUTH_DATABASE_URL": self.url,
+            "NESTAUTH_SECRET_KEY": key,
+            "NESTAUTH_PREVIOUS_SECRET_KEYS": ",".join(previous),
+            "NESTAUTH_COOKIE_SECURE": "false",
+        }
+        workdir = self.workdir / f"run{self.runs}"
+        workdir.mkdir()
+        with live_nestauth(workdir, env) as base_url, httpx.Client(base_url=base_url) as client:
+            yield client
+
+    def log(self) -> str:
+        return (self.workdir / f"run{self.runs}" / "server.log").read_text()
+
+
+def enrol(client: httpx.Client, token: str) -> str:
+    headers = bearer(token)
+    secret = client.post("/auth/mfa/setup-totp", json={}, headers=headers).json()["secret"]
+    otp = totp_at(secret, datetime.now(UTC))
+    body = {"secret": secret, "otp": otp}
+    assert client.post("/auth/mfa/verify-totp-setup", json=body, headers=headers).is_success
+    return secret
+
+
+def live_mfa_login(client: httpx.Client, email: str, secret: str) -> httpx.Response:
+    """A login with a code one step ahead: the drift window accepts it, and it is newer than
+    the step the enrolment claimed."""
+    login = client.post("/auth/login", json={**CREDENTIALS, "email": email}).json()
+    otp = totp_at(secret, datetime.now(UTC), 1)
+    body = {"mfaToken": login["mfaToken"], "otp": otp, "method": "totp"}
+    return client.post("/auth/mfa/verify", json=body)
+
+
+def test_rotation_end_to_end_with_restarts_and_reseal(api: Api, tmp_path: Path) -> None:
+    """Enrol under key A; restart with B + previous A: MFA login, old token and recovery code
+    still work; reseal; restart with B alone: MFA login still works. A server left on A alone
+    answers SECRET_KEY_MISMATCH, one log line, no traceback."""
+    live = Live(api, tmp_path)
+    with live.serve(KEY_A) as server:
+        signed = server.post(
+            "/auth/signup", json={"email": "rot@example.com", "password": PASSWORD}
+        )
+        old_token = signed.json()["accessToken"]
+        secrets_ = [enrol(server, old_token) for _ in range(3)]  # one device per later login
+        code = server.post("/auth/mfa/generate-recovery-code", headers=bearer(old_token))
+        recovery = code.json()["codes"][0]
+    with live.serve(KEY_B, KEY_A) as server:
+        assert server.get("/auth/user", headers=bearer(old_token)).status_code == 200
+        verified = live_mfa_login(server, "rot@example.com", secrets_[0])
+        assert verified.status_code == 200, verified.text
+        new_token = verified.json()["accessToken"]
+        resealed = reseal_cli(api.base_settings.database_url, tmp_path, NESTAUTH_SECRET_KEY=KEY_B,
+                              NESTAUTH_PREVIOUS_SECRET_KEYS=KEY_A)  # fmt: skip
+        assert resealed.returncode == 0, resealed.stderr
+        assert "resealed 3 of 3" in resealed.stdout
+        again = reseal_cli(api.base_settings.database_url, tmp_path, NESTAUTH_SECRET_KEY=KEY_B,
+                           NESTAUTH_PREVIOUS_SECRET_KEYS=KEY_A)  # fmt: skip
+        assert "resealed 0 of 3" in again.stdout
+        login = server.post("/auth/login", json=CREDENTIALS)
+        body = {"mfaToken": login.json()["mfaToken"], "code": recovery}
+        assert server.post("/auth/mfa/verify-recovery-code", json=body).status_code == 200
+    with live.serve(KEY_B) as server:
+        verified = live_mfa_login(server, "rot@example.com", secrets_[1])
+        assert verified.status_code == 200, verified.text
+        assert server.get("/auth/user", headers=bearer(new_token)).status_code == 200
+        assert_error(server.get("/auth/user", headers=bearer(old_token)), 401, "SESSION_INVALID")
+    with live.serve(KEY_A) as server:
+        assert_error(live_mfa_login(server, "rot@example.com", secrets_[2]), 500,
+                     "SECRET_KEY_MISMATCH")  # fmt: skip
+    log = live.log()
+    assert log.count("opens under none of the configured server keys") == 1, log
+    assert "Traceback" not in log and "InvalidTag" not in log
