@@ -213,3 +213,33 @@ class TestServeRefuses:
     def test_a_blank_server_key(self, installed: Path) -> None:
         result = nestauth(installed, "serve", NESTAUTH_SECRET_KEY=" " * 32)
         assert_one_line(result, 2, "NESTAUTH_SECRET_KEY")
+
+
+@pytest.mark.postgresql_only
+class TestUnmigratedSharedDatabase:
+    """`db upgrade` is the operator's step on PostgreSQL; without it, one line says so."""
+
+    @pytest.fixture
+    def empty_schema(self, database_url: str, tmp_path: Path) -> Iterator[str]:
+        from tests.support import empty_database
+
+        with empty_database("postgresql", tmp_path) as url:
+            yield url
+
+    def test_serve_refuses(self, empty_schema: str, tmp_path: Path) -> None:
+        result = nestauth(
+            tmp_path, "serve", NESTAUTH_DATABASE_URL=empty_schema, NESTAUTH_SECRET_KEY=STRONG_KEY
+        )
+        assert_one_line(result, 2, "nestauth db upgrade")
+
+    def test_admin_create_refuses_without_hash_or_traceback(
+        self, empty_schema: str, tmp_path: Path
+    ) -> None:
+        result = create_admin(
+            tmp_path,
+            "ops@example.com",
+            NESTAUTH_DATABASE_URL=empty_schema,
+            NESTAUTH_SECRET_KEY=STRONG_KEY,
+        )
+        assert_one_line(result, 2, "nestauth db upgrade")
+        assert "argon2" not in result.stderr
