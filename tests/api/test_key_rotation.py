@@ -298,3 +298,33 @@ def test_rotation_end_to_end_with_restarts_and_reseal(api: Api, tmp_path: Path) 
     log = live.log()
     assert log.count("opens under none of the configured server keys") == 1, log
     assert "Traceback" not in log and "InvalidTag" not in log
+
+
+class TestOneKeyDerivation:
+    """derive_key gives the keys the earlier per-module HKDF calls gave: material stored
+    before it (sealed TOTP secrets, signed tokens) still opens and verifies."""
+
+    @staticmethod
+    def earlier_hkdf(label: bytes) -> bytes:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=label)
+        return hkdf.derive(OLD_KEY.encode())
+
+    def test_totp_secrets_sealed_by_the_earlier_box_open(self) -> None:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        binding, nonce = b"totp_devices:row", b"\x00" * 12
+        aead = AESGCM(self.earlier_hkdf(b"nestauth totp secret v1"))
+        sealed = b"\x01" + nonce + aead.encrypt(nonce, b"JBSWY3DPEHPK3PXP", binding)
+        assert SecretBox(NEW_KEY, previous=(OLD_KEY,)).open(sealed, binding) == "JBSWY3DPEHPK3PXP"
+
+    def test_the_access_token_key_is_unchanged(self) -> None:
+        assert keys.derive_key(OLD_KEY, keys.ACCESS_TOKEN) == self.earlier_hkdf(
+            b"nestauth access v1"
+        )
+
+    def test_each_purpose_gets_its_own_key(self) -> None:
+        purposes = (keys.TOTP_SECRET, keys.ACCESS_TOKEN, keys.RECOVERY_CODE)
+        assert len({keys.derive_key(OLD_KEY, p) for p in purposes}) == 3
