@@ -97,10 +97,15 @@ async def check_totp(
     order), then replay: a code already accepted for that device is refused and logged."""
     limit = mfa_limit(settings)
     await ratelimit.ensure_allowed(session, limit, str(user.id), now)
-    for device in await users.list_devices(session, user.id):
-        if not device.verified:
-            continue
-        step = totp.matching_step(totp_devices.device_secret(box, device), otp, now)
+    # Every secret opened before any code is compared: one that no key opens fails the step
+    # before it can become an uncounted guess against the others.
+    opened = [
+        (device, totp_devices.device_secret(box, device))
+        for device in await users.list_devices(session, user.id)
+        if device.verified
+    ]
+    for device, secret in opened:
+        step = totp.matching_step(secret, otp, now)
         if step is None:
             continue
         if await totp.claim_step(session, device.id, step, now):

@@ -79,6 +79,17 @@ class TestTotpSecrets:
         assert errors[0].exc_info is None
         assert user.devices[0].secret not in caplog.text
 
+    def test_one_unreadable_device_fails_the_step_before_any_code_is_compared(
+        self, api: Api
+    ) -> None:
+        """Otherwise codes of the readable device could be guessed, each wrong guess ending
+        in an uncounted 500 at the unreadable one instead of a counted failure."""
+        user, _now = api.mfa_user_enrolled_ago(steps=0, devices=2)
+        readable, unreadable = user.devices
+        api.db(seal_devices_under(UNRELATED_KEY, unreadable.id))
+        response = mfa_login(api, user.email, readable.secret, steps=1)
+        assert_error(response, 500, "SECRET_KEY_MISMATCH")
+
     def test_a_pending_setup_that_no_key_opens_is_the_same_500(self, api: Api) -> None:
         token = api.sign_up()["accessToken"]
         setup = api.client.post("/auth/mfa/setup-totp", json={}, headers=bearer(token))
@@ -89,12 +100,16 @@ class TestTotpSecrets:
         assert_error(response, 500, "SECRET_KEY_MISMATCH")
 
 
-def seal_devices_under(key: str):  # type: ignore[no-untyped-def]
-    """Seals every device's secret under `key` (opened with the test app's own key)."""
+def seal_devices_under(key: str, *only: str):  # type: ignore[no-untyped-def]
+    """Seals every device's secret (or those of the ids given) under `key`, opened with the
+    test app's own key."""
 
     async def seal(session: AsyncSession) -> None:
         old, other = SecretBox(OLD_KEY), SecretBox(key)
-        for device in (await session.scalars(sa.select(TotpDevice))).all():
+        query = sa.select(TotpDevice)
+        if only:
+            query = query.where(TotpDevice.id.in_([uuid.UUID(d) for d in only]))
+        for device in (await session.scalars(query)).all():
             binding = totp_devices.secret_binding(device.id)
             opened = old.open(device.secret_encrypted, binding)
             device.secret_encrypted = other.seal(opened, binding)
