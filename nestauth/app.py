@@ -87,9 +87,9 @@ def _resolved_operation_id(operation: dict[str, Any]) -> str:
 def create_app(settings: Settings | None = None, spec_path: Path = SPEC_PATH) -> AsyncApp:
     settings = settings or Settings.from_env()
     spec = load_spec(spec_path)
+    SecretBox.for_settings(settings)  # no server key, no start (ConfigError names it)
     runtime = Runtime(
         settings=settings,
-        secret_box=SecretBox(settings.secret_key),
         roles_by_operation=roles_by_operation(spec),
         setup_token_operations=frozenset(
             _resolved_operation_id(op)

@@ -154,6 +154,15 @@ class RateLimited(ApiError):
         )
 
 
+class SecretKeyMismatch(ApiError):
+    """A stored secret that none of the configured server keys opens. Not the client's fault
+    and not transient (a retry cannot help until an operator restores the key): 500, with a
+    code of its own so that it is told apart from a bug."""
+
+    status_code, code = 500, "SECRET_KEY_MISMATCH"
+    message = "A stored secret cannot be decrypted with the server's keys; contact the operator"
+
+
 class ServiceUnavailable(ApiError):
     status_code, code, message = 503, "SERVICE_UNAVAILABLE", "Service temporarily unavailable"
 

@@ -27,7 +27,7 @@ from nestauth.models import AdminSession, Base, RecoveryCode, User, UserSession,
 from nestauth.services import admins, totp_devices, users
 
 T = TypeVar("T")
-ADMIN_SECRET = "bootstrap-secret-for-tests"
+ADMIN_SECRET = "bootstrap-secret-for-tests-0123456789"
 PASSWORD = "correct horse battery"
 PG_URL_ENV = "NESTAUTH_TEST_DATABASE_URL"
 
