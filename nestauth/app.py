@@ -13,13 +13,12 @@ from connexion import AsyncApp
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 
-from nestauth import connexion_tuning, db, openapi31
+from nestauth import db, openapi31, patches
 from nestauth.config import Settings
 from nestauth.context import Runtime
 from nestauth.errors import KnownRoutes, register_error_handlers
 from nestauth.middleware import BodySizeLimitMiddleware, TransactionMiddleware
 from nestauth.services.secrets import SecretBox
-from nestauth.validation import register_formats, validator_map
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "spec" / "openapi.yaml"
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
@@ -71,16 +70,15 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
             if op.get("x-nestauth-setup-token")
         ),
     )
-    register_formats()
     openapi31.enable()
-    connexion_tuning.enable()
+    patches.enable()
     app = AsyncApp(__name__, lifespan=_lifespan(runtime))
     app.add_api(
         spec,
         strict_validation=True,
         validate_responses=settings.validate_responses,
         pythonic_params=True,
-        validator_map=validator_map(),
+        validator_map=patches.validator_map(),
         swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/auth/docs"),
     )
     app.add_middleware(
