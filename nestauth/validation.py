@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from connexion.exceptions import BadRequestProblem
+from connexion.exceptions import BadRequestProblem, UnsupportedMediaTypeProblem
 from connexion.json_schema import Draft4RequestValidator
 from connexion.utils import is_null, is_nullable
 from connexion.validators import ParameterValidator
@@ -34,6 +34,7 @@ _MAX_INTEGER_DIGITS = len(str(MAX_SAFE_INTEGER))
 # Strings (possibly unterminated, so that no match ever fails and rescans) and brackets.
 _TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{}]', re.S)
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def _is_uuid(value: object) -> bool:
@@ -52,11 +53,18 @@ class InvalidBody(ValueError):
     """A body that is well-formed enough to read but not acceptable JSON input."""
 
 
-def parse_json_body(raw: bytes, encoding: str) -> Any:
-    """The body as JSON, or a 400 naming what is wrong with it."""
+def parse_json_body(raw: bytes, charset: str) -> Any:
+    """The body as JSON, or a 400 naming what is wrong with it.
+
+    JSON is UTF-8 (RFC 8259, 8.1), and only UTF-8: the handler re-reads the raw bytes as
+    UTF-8, so a body checked under another declared charset was not the body it received
+    (latin-1 let an encoded lone surrogate through to a 500).
+    """
+    if charset.lower().replace("-", "").replace("_", "") != "utf8":
+        raise UnsupportedMediaTypeProblem(detail="Content-Type: charset must be utf-8")
     try:
-        text = raw.decode(encoding)
-    except (UnicodeDecodeError, LookupError):
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
         raise BadRequestProblem(detail="body: not valid UTF-8") from None
     if not text:
         return None
@@ -75,8 +83,8 @@ def parse_json_body(raw: bytes, encoding: str) -> Any:
         raise BadRequestProblem(detail=detail) from None
     except InvalidBody as exc:
         raise BadRequestProblem(detail=f"body: {exc}") from None
-    if _contains_nul(body):
-        raise BadRequestProblem(detail="body: must not contain NUL characters")
+    if _has_unstorable_text(body):
+        raise BadRequestProblem(detail="body: text must not contain NUL or lone surrogates")
     return body
 
 
@@ -118,14 +126,15 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return body
 
 
-def _contains_nul(value: Any) -> bool:
-    """PostgreSQL text columns cannot store NUL. Recursion is bounded by MAX_DEPTH."""
+def _has_unstorable_text(value: Any) -> bool:
+    """PostgreSQL text cannot hold NUL, and a lone surrogate (a "\\ud800" escape) cannot be
+    encoded at all: both were 500s. Recursion is bounded by MAX_DEPTH."""
     if isinstance(value, str):
-        return "\x00" in value
+        return _UNSTORABLE.search(value) is not None
     if isinstance(value, dict):
-        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
+        return any(_has_unstorable_text(k) or _has_unstorable_text(v) for k, v in value.items())
     if isinstance(value, list):
-        return any(_contains_nul(v) for v in value)
+        return any(_has_unstorable_text(v) for v in value)
     return False
 
 
