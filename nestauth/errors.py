@@ -172,7 +172,7 @@ def framework_code(status: int) -> str:
     return InternalError.code if status >= 500 else RequestRejected.code
 
 
-_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")  # as nestauth.observability
 
 
 def request_id(request: ConnexionRequest) -> str:
