@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator
@@ -17,10 +18,20 @@ from nestauth import db, openapi31, patches
 from nestauth.config import Settings
 from nestauth.context import Runtime
 from nestauth.errors import KnownRoutes, register_error_handlers
-from nestauth.middleware import BodySizeLimitMiddleware, TransactionMiddleware
+from nestauth.metrics import Metrics
+from nestauth.middleware import (
+    BodySizeLimitMiddleware,
+    SecurityHeadersMiddleware,
+    TransactionMiddleware,
+    TrustedProxiesMiddleware,
+)
+from nestauth.observability import OperationTagMiddleware, RequestLogMiddleware
+from nestauth.services import housekeeping, passwords
 from nestauth.services.secrets import SecretBox
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "spec" / "openapi.yaml"
+# Swagger UI's page with its initializer in a file, so the page's CSP needs no inline script.
+SWAGGER_UI_DIR = Path(__file__).resolve().parent / "swagger_ui"
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 
 
@@ -70,17 +81,38 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
             if op.get("x-nestauth-setup-token")
         ),
     )
+    passwords.use_profile(settings.password_hash_profile)
     openapi31.enable()
     patches.enable()
-    app = AsyncApp(__name__, lifespan=_lifespan(runtime))
+    metrics = Metrics(runtime)
+    app = AsyncApp(__name__, lifespan=_lifespan(runtime, metrics))
     app.add_api(
         spec,
         strict_validation=True,
         validate_responses=settings.validate_responses,
         pythonic_params=True,
         validator_map=patches.validator_map(),
-        swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/auth/docs"),
+        swagger_ui_options=SwaggerUIOptions(
+            swagger_ui_path="/auth/docs", swagger_ui_template_dir=str(SWAGGER_UI_DIR)
+        ),
     )
+    # Inserted in this order, each before Connexion's exception middleware (the first added is
+    # outermost): the headers wrap every response, the /metrics, 413 and 503 answers the inner
+    # ones send themselves included; the request log sees the client address the trusted proxy
+    # named, and every answer of the layers inside it.
+    app.add_middleware(
+        SecurityHeadersMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, runtime=runtime
+    )
+    app.add_middleware(
+        TrustedProxiesMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, runtime=runtime
+    )
+    app.add_middleware(
+        RequestLogMiddleware,
+        position=MiddlewarePosition.BEFORE_EXCEPTION,
+        runtime=runtime,
+        metrics=metrics,
+    )
+    app.add_middleware(OperationTagMiddleware, position=MiddlewarePosition.BEFORE_SECURITY)
     app.add_middleware(
         BodySizeLimitMiddleware,
         position=MiddlewarePosition.BEFORE_EXCEPTION,
@@ -91,10 +123,11 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
     )
     register_error_handlers(app, KnownRoutes(_methods_by_path(spec)))
     app.runtime = runtime  # type: ignore[attr-defined]  # for the CLI and tests
+    app.metrics = metrics  # type: ignore[attr-defined]  # for tests
     return app
 
 
-def _lifespan(runtime: Runtime) -> Any:
+def _lifespan(runtime: Runtime, metrics: Metrics) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
         runtime.engine = db.create_engine(runtime.settings.database_url, runtime.settings)
@@ -104,9 +137,15 @@ def _lifespan(runtime: Runtime) -> Any:
         # in the middle of a request.
         gc.collect()
         gc.freeze()
+        pruning = asyncio.create_task(
+            housekeeping.prune_periodically(runtime, metrics.count_pruned)
+        )
         try:
             yield
         finally:
+            pruning.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pruning
             await runtime.engine.dispose()
             runtime.engine = runtime.sessions = None
 

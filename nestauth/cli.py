@@ -1,10 +1,11 @@
-"""`nestauth serve | db upgrade | admin create`."""
+"""`nestauth serve | db upgrade | db prune | admin create`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import getpass
+import ipaddress
 import json
 import sys
 import warnings
@@ -13,11 +14,11 @@ from collections.abc import Sequence
 # Connexion imports Starlette's test client, which warns about httpx on every start.
 warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
 
-from nestauth import db, migrations  # noqa: E402
+from nestauth import db, http_limits, migrations  # noqa: E402
 from nestauth.config import ConfigError, Settings  # noqa: E402
 from nestauth.errors import ApiError  # noqa: E402
-from nestauth.models import ADMIN_ROLES  # noqa: E402
-from nestauth.services import admins, totp_devices, users  # noqa: E402
+from nestauth.models import ADMIN_ROLES, utcnow  # noqa: E402
+from nestauth.services import admins, housekeeping, passwords, totp_devices, users  # noqa: E402
 from nestauth.services.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH  # noqa: E402
 from nestauth.services.secrets import SecretBox  # noqa: E402
 
@@ -26,6 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env()
+        passwords.use_profile(settings.password_hash_profile)
         return int(args.run(settings, args) or 0)
     except (ConfigError, ValueError) as exc:
         print(f"nestauth: {exc}", file=sys.stderr)
@@ -44,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
 
     database = commands.add_parser("db", help="database schema").add_subparsers(required=True)
     database.add_parser("upgrade", help="apply migrations up to head").set_defaults(run=_upgrade)
+    database.add_parser(
+        "prune", help="delete expired sessions, MFA challenges, rate-limit buckets (counts)"
+    ).set_defaults(run=_prune)
 
     admin = commands.add_parser("admin", help="console administrators").add_subparsers(
         required=True
@@ -70,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    if settings.password_hash_profile != passwords.DEFAULT_PROFILE and not _is_loopback(args.host):
+        raise ConfigError(
+            "NESTAUTH_PASSWORD_HASH_PROFILE", "the test profile serves on loopback addresses only"
+        )
     if db.is_sqlite(db.async_url(settings.database_url)):
         migrations.upgrade(settings.database_url)  # the embedded default is ready on first run
     uvicorn.run(
@@ -81,8 +90,41 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         log_level="info",
         # SIGTERM: stop accepting, let in-flight requests finish, then exit within this bound.
         timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
+        # X-Forwarded-For/-Proto from NESTAUTH_TRUSTED_PROXIES only. Uvicorn's own default
+        # trusts 127.0.0.1 (or FORWARDED_ALLOW_IPS): any local process could name any client.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=list(settings.trusted_proxies),
+        **http_limits.uvicorn_options(settings),
+        # nestauth.access writes one JSON line per request; uvicorn's own would repeat it.
+        access_log=False,
+        log_config=http_limits.log_config(),
     )
     return 0
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _prune(settings: Settings, _args: argparse.Namespace) -> int:
+    report = asyncio.run(_run_prune(settings))
+    for table, deleted in report.counts.items():
+        print(f"{table}: {deleted}")
+    if not report.complete:
+        print("nestauth: another process is pruning; stopped early", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _run_prune(settings: Settings) -> housekeeping.PruneReport:
+    engine = db.create_engine(settings.database_url, settings)
+    try:
+        return await housekeeping.prune(db.session_factory(engine), settings, utcnow())
+    finally:
+        await engine.dispose()
 
 
 def _upgrade(settings: Settings, _args: argparse.Namespace) -> int:

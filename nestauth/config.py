@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import tempfile
@@ -30,6 +31,7 @@ class Settings:
     admin_session_idle_seconds: int = 30 * 60
     admin_session_absolute_seconds: int = 12 * 60 * 60
     csrf_allowed_origins: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
     admin_login_max_failures: int = 5
     admin_login_lock_seconds: int = 15 * 60
     max_body_bytes: int = 64 * 1024
@@ -47,6 +49,15 @@ class Settings:
     db_pool_timeout_seconds: int = 5
     shutdown_timeout_seconds: int = 10
     validate_responses: bool = False
+    password_hash_profile: str = "default"  # noqa: S105 (a cost profile, not a password)
+    http_header_timeout_seconds: int = 10
+    http_keep_alive_seconds: int = 5
+    http_max_concurrency: int = 1000
+    http_max_header_bytes: int = 16 * 1024
+    prune_interval_seconds: int = 15 * 60
+    prune_grace_seconds: int = 24 * 60 * 60
+    audit_retention_days: int | None = None  # None: audit events are kept forever
+    metrics_token: str | None = None  # None: /metrics answers 404
     var_dir: Path = field(default=Path("var"))
 
     @classmethod
@@ -66,6 +77,7 @@ class Settings:
                 "NESTAUTH_ADMIN_SESSION_ABSOLUTE_SECONDS", 43200
             ),
             csrf_allowed_origins=env.origins("NESTAUTH_CSRF_ALLOWED_ORIGINS"),
+            trusted_proxies=env.networks("NESTAUTH_TRUSTED_PROXIES"),
             admin_login_max_failures=env.positive_int("NESTAUTH_ADMIN_LOGIN_MAX_FAILURES", 5),
             admin_login_lock_seconds=env.positive_int("NESTAUTH_ADMIN_LOGIN_LOCK_SECONDS", 900),
             max_body_bytes=env.positive_int("NESTAUTH_MAX_BODY_BYTES", 65536),
@@ -83,6 +95,19 @@ class Settings:
             db_pool_timeout_seconds=env.positive_int("NESTAUTH_DB_POOL_TIMEOUT_SECONDS", 5),
             shutdown_timeout_seconds=env.positive_int("NESTAUTH_SHUTDOWN_TIMEOUT_SECONDS", 10),
             validate_responses=env.boolean("NESTAUTH_VALIDATE_RESPONSES", False),
+            password_hash_profile=env.choice(
+                "NESTAUTH_PASSWORD_HASH_PROFILE", "default", ("default", "test")
+            ),
+            http_header_timeout_seconds=env.positive_int(
+                "NESTAUTH_HTTP_HEADER_TIMEOUT_SECONDS", 10
+            ),
+            http_keep_alive_seconds=env.positive_int("NESTAUTH_HTTP_KEEP_ALIVE_SECONDS", 5),
+            http_max_concurrency=env.positive_int("NESTAUTH_HTTP_MAX_CONCURRENCY", 1000),
+            http_max_header_bytes=env.positive_int("NESTAUTH_HTTP_MAX_HEADER_BYTES", 16384),
+            prune_interval_seconds=env.positive_int("NESTAUTH_PRUNE_INTERVAL_SECONDS", 900),
+            prune_grace_seconds=env.positive_int("NESTAUTH_PRUNE_GRACE_SECONDS", 86400),
+            audit_retention_days=env.positive_int("NESTAUTH_AUDIT_RETENTION_DAYS", 0) or None,
+            metrics_token=env.text("NESTAUTH_METRICS_TOKEN", "") or None,
             var_dir=var_dir,
         )
 
@@ -111,6 +136,12 @@ class _Env:
             return False
         raise ConfigError(name, f"expected true or false, got {raw!r}")
 
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = self.text(name, default) or default
+        if value not in allowed:
+            raise ConfigError(name, f"expected one of {', '.join(allowed)}, got {value!r}")
+        return value
+
     def positive_int(self, name: str, default: int) -> int:
         raw = self._environ.get(name)
         if raw is None or raw.strip() == "":
@@ -130,6 +161,19 @@ class _Env:
             if not origin.startswith(("http://", "https://")):
                 raise ConfigError(name, f"origin {origin!r} must start with http:// or https://")
         return origins
+
+    def networks(self, name: str) -> tuple[str, ...]:
+        """IP addresses and CIDR networks, normalised: uvicorn would take a malformed entry
+        (or `10.0.0.1/8`, host bits set) for a literal host name and silently never match."""
+        raw = self._environ.get(name, "")
+        try:
+            return tuple(
+                str(ipaddress.ip_network(entry.strip(), strict=False))
+                for entry in raw.split(",")
+                if entry.strip()
+            )
+        except ValueError as exc:
+            raise ConfigError(name, f"expected IP addresses or CIDR networks: {exc}") from None
 
     def secret_key(self, var_dir: Path) -> str:
         name = "NESTAUTH_SECRET_KEY"

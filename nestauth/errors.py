@@ -133,6 +133,20 @@ class PayloadTooLarge(ApiError):
     status_code, code, message = 413, "PAYLOAD_TOO_LARGE", "Request body is too large"
 
 
+class RequestTimeout(ApiError):
+    """Sent by the HTTP layer (`nestauth.http_limits`): the request's headers came too slowly."""
+
+    status_code, code, message = 408, "REQUEST_TIMEOUT", "Request headers not received in time"
+
+
+class HeaderFieldsTooLarge(ApiError):
+    """Sent by the HTTP layer (`nestauth.http_limits`): request line and headers over the cap."""
+
+    status_code = 431
+    code = "HEADER_FIELDS_TOO_LARGE"
+    message = "Request line and headers are too large"
+
+
 class RateLimited(ApiError):
     status_code, code, message = 429, "RATE_LIMITED", "Too many attempts; try again later"
 

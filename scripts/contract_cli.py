@@ -53,7 +53,11 @@ def main() -> int:
         os.environ["NESTAUTH_TEST_DATABASE_URL"] = os.environ["NESTAUTH_CONTRACT_DATABASE_URL"]
     with tempfile.TemporaryDirectory() as tmp, fresh_database(backend, Path(tmp)) as url:
         workdir = Path(tmp)
-        env = {"NESTAUTH_DATABASE_URL": url, "NESTAUTH_COOKIE_SECURE": "false"}
+        env = {
+            "NESTAUTH_DATABASE_URL": url,
+            "NESTAUTH_COOKIE_SECURE": "false",
+            "NESTAUTH_PASSWORD_HASH_PROFILE": "test",  # fuzzed logins at the cheap cost
+        }
         _create_admin(workdir, url)
         with live_nestauth(workdir, env) as base_url:
             signup = {"email": USER[0], "password": USER[1]}

@@ -71,6 +71,8 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         admin_secret=ADMIN_SECRET,
         cookie_secure=False,  # the test client speaks plain http
         validate_responses=True,
+        password_hash_profile="test",  # argon2id at the smallest cost; production: test_services
+        prune_interval_seconds=7 * 24 * 60 * 60,  # no background prune in the middle of tests
     )
     return replace(base, **overrides)
 

@@ -92,3 +92,19 @@ class TestBadConfiguration:
         assert len(lines) == 1, result.stderr
         assert "NESTAUTH_COOKIE_SECURE" in lines[0]
         assert not (tmp_path / "nestauth.db").exists()
+
+
+class TestServeHashProfile:
+    def test_exit_2_when_the_test_profile_would_serve_beyond_loopback(self, tmp_path: Path) -> None:
+        result = nestauth(
+            tmp_path / "var", "serve", "--host", "0.0.0.0",  # noqa: S104 (refused, never bound)
+            NESTAUTH_PASSWORD_HASH_PROFILE="test",
+        )  # fmt: skip
+        assert result.returncode == 2
+        assert "NESTAUTH_PASSWORD_HASH_PROFILE" in result.stderr
+        assert "Traceback" not in result.stderr
+
+    def test_exit_2_on_an_unknown_profile(self, tmp_path: Path) -> None:
+        result = nestauth(tmp_path / "var", "db", "upgrade", NESTAUTH_PASSWORD_HASH_PROFILE="x")
+        assert result.returncode == 2
+        assert "NESTAUTH_PASSWORD_HASH_PROFILE" in result.stderr

@@ -128,6 +128,23 @@ class TestOrigins:
         config_error(tmp_path, "NESTAUTH_CSRF_ALLOWED_ORIGINS", raw)
 
 
+class TestTrustedProxies:
+    def test_none_by_default(self, tmp_path: Path) -> None:
+        assert settings(tmp_path).trusted_proxies == ()
+
+    def test_addresses_and_networks_normalised(self, tmp_path: Path) -> None:
+        raw = " 10.0.0.1, 192.168.7.9/16 ,,::1, 2001:DB8::/32"
+        # uvicorn reads "10.0.0.1" as a host and "x/n" as a network; a network with host
+        # bits set (192.168.7.9/16) it would silently take for a name that never matches.
+        assert settings(tmp_path, NESTAUTH_TRUSTED_PROXIES=raw).trusted_proxies == (
+            "10.0.0.1/32", "192.168.0.0/16", "::1/128", "2001:db8::/32",
+        )  # fmt: skip
+
+    @pytest.mark.parametrize("raw", ["*", "proxy.internal", "10.0.0.0/33", "10.0.0.1,nope"])
+    def test_bad_entry_names_variable(self, tmp_path: Path, raw: str) -> None:
+        config_error(tmp_path, "NESTAUTH_TRUSTED_PROXIES", raw)
+
+
 def test_processes_starting_together_share_one_generated_key(tmp_path) -> None:
     import subprocess
     import sys
