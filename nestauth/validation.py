@@ -9,7 +9,6 @@ response and land in logs).
 from __future__ import annotations
 
 import copy
-import functools
 import json
 import math
 import re
@@ -226,18 +225,20 @@ def plain_name(name: str) -> str:
     return repr(name) if _PLAIN_NAME.fullmatch(name) else "(name not shown)"
 
 
-@functools.lru_cache(maxsize=256)
-def _schema_validator(schema_json: str) -> Draft4Validator:
-    """Keyed by the schema's text: the spec's dicts are not hashable. Schemas come from the
-    spec, never from the client, so the cache stays small."""
-    validator: Draft4Validator = Draft4RequestValidator(
-        json.loads(schema_json), format_checker=FORMAT_CHECKER
-    )
-    return validator
+# By identity: Connexion attaches the spec's whole components section to every body schema,
+# so keying by the schema's text cost a serialisation of the spec per request. The schemas
+# are the spec's own long-lived dicts; the bound guards against any built per request.
+_VALIDATORS: dict[int, tuple[dict[str, Any], Draft4Validator]] = {}
 
 
 def schema_validator(schema: dict[str, Any]) -> Draft4Validator:
-    return _schema_validator(json.dumps(schema, sort_keys=True, default=str))
+    entry = _VALIDATORS.get(id(schema))
+    if entry is None or entry[0] is not schema:
+        if len(_VALIDATORS) >= 1024:
+            _VALIDATORS.clear()
+        entry = (schema, Draft4RequestValidator(schema, format_checker=FORMAT_CHECKER))
+        _VALIDATORS[id(schema)] = entry
+    return entry[1]
 
 
 class NamingParameterValidator(ParameterValidator):
