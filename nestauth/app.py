@@ -14,7 +14,7 @@ from connexion import AsyncApp
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 
-from nestauth import connexion_tuning, db
+from nestauth import db, patches
 from nestauth.config import Settings
 from nestauth.context import Runtime
 from nestauth.errors import KnownRoutes, register_error_handlers
@@ -29,7 +29,6 @@ from nestauth.models import ADMIN_ROLES
 from nestauth.observability import OperationTagMiddleware, RequestLogMiddleware
 from nestauth.services import housekeeping, passwords
 from nestauth.services.secrets import SecretBox
-from nestauth.validation import register_formats, validator_map
 
 SPEC_PATH = Path(__file__).resolve().parent / "spec" / "openapi.yaml"
 # Swagger UI's page with its initializer in a file, so the page's CSP needs no inline script.
@@ -98,8 +97,7 @@ def create_app(settings: Settings | None = None, spec_path: Path = SPEC_PATH) ->
         ),
     )
     passwords.use_profile(settings.password_hash_profile)
-    register_formats()
-    connexion_tuning.enable()
+    patches.enable()
     metrics = Metrics(runtime)
     app = AsyncApp(__name__, lifespan=_lifespan(runtime, metrics))
     app.add_api(
@@ -107,7 +105,7 @@ def create_app(settings: Settings | None = None, spec_path: Path = SPEC_PATH) ->
         strict_validation=True,
         validate_responses=settings.validate_responses,
         pythonic_params=True,
-        validator_map=validator_map(),
+        validator_map=patches.validator_map(),
         swagger_ui_options=SwaggerUIOptions(
             swagger_ui_path="/auth/docs", swagger_ui_template_dir=str(SWAGGER_UI_DIR)
         ),

@@ -122,6 +122,19 @@ class Api:
     def count(self, model: Any, *where: Any) -> int:
         return int(self.scalar(sa.select(sa.func.count()).select_from(model).where(*where)))
 
+    def snapshot(self) -> dict[str, list[str]]:
+        """Every row of every table, to show that a request changed nothing."""
+
+        async def read(session: AsyncSession) -> dict[str, list[str]]:
+            return {
+                table.name: sorted(
+                    repr(tuple(row)) for row in await session.execute(sa.select(table))
+                )
+                for table in Base.metadata.sorted_tables
+            }
+
+        return self.db(read)
+
     async def _wipe(self) -> None:
         async with self.runtime.engine.begin() as conn:
             for table in reversed(Base.metadata.sorted_tables):
