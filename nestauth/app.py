@@ -14,7 +14,7 @@ from connexion import AsyncApp
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 
-from nestauth import connexion_tuning, db
+from nestauth import db, patches
 from nestauth.config import Settings
 from nestauth.context import Runtime
 from nestauth.errors import KnownRoutes, register_error_handlers
@@ -30,7 +30,6 @@ from nestauth.models import ADMIN_ROLES
 from nestauth.observability import OperationTagMiddleware, RequestLogMiddleware
 from nestauth.services import housekeeping, passwords
 from nestauth.services.secrets import SecretBox
-from nestauth.validation import register_formats, validator_map
 
 SPEC_PATH = Path(__file__).resolve().parent / "spec" / "openapi.yaml"
 # Swagger UI's page with its initializer in a file, so the page's CSP needs no inline script.
@@ -88,9 +87,9 @@ def _resolved_operation_id(operation: dict[str, Any]) -> str:
 def create_app(settings: Settings | None = None, spec_path: Path = SPEC_PATH) -> AsyncApp:
     settings = settings or Settings.from_env()
     spec = load_spec(spec_path)
+    SecretBox.for_settings(settings)  # no server key, no start (ConfigError names it)
     runtime = Runtime(
         settings=settings,
-        secret_box=SecretBox(settings.secret_key),
         roles_by_operation=roles_by_operation(spec),
         setup_token_operations=frozenset(
             _resolved_operation_id(op)
@@ -99,8 +98,7 @@ def create_app(settings: Settings | None = None, spec_path: Path = SPEC_PATH) ->
         ),
     )
     passwords.use_profile(settings.password_hash_profile)
-    register_formats()
-    connexion_tuning.enable()
+    patches.enable()
     metrics = Metrics(runtime)
     app = AsyncApp(__name__, lifespan=_lifespan(runtime, metrics))
     app.add_api(
@@ -108,7 +106,7 @@ def create_app(settings: Settings | None = None, spec_path: Path = SPEC_PATH) ->
         strict_validation=True,
         validate_responses=settings.validate_responses,
         pythonic_params=True,
-        validator_map=validator_map(),
+        validator_map=patches.validator_map(),
         swagger_ui_options=SwaggerUIOptions(
             swagger_ui_path="/auth/docs", swagger_ui_template_dir=str(SWAGGER_UI_DIR)
         ),

@@ -24,12 +24,16 @@ class Runtime:
     """App-wide state; the engine is made and disposed in the lifespan, never at import."""
 
     settings: Settings
-    secret_box: SecretBox
     roles_by_operation: dict[str, str]
     setup_token_operations: frozenset[str] = frozenset()
     clock: Callable[[], datetime] = utcnow
     engine: AsyncEngine | None = None
     sessions: async_sessionmaker[AsyncSession] | None = None
+
+    @property
+    def secret_box(self) -> SecretBox:
+        """Follows the settings' keys (one box per set of keys, cached)."""
+        return SecretBox.for_settings(self.settings)
 
 
 @dataclass

@@ -11,7 +11,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from nestauth.context import SCOPE_KEY, RequestContext, Runtime
-from nestauth.errors import PayloadTooLarge, envelope_bytes, is_database_unavailable
+from nestauth.errors import (
+    PayloadTooLarge,
+    ValidationFailed,
+    envelope_bytes,
+    is_database_unavailable,
+)
 
 log = logging.getLogger("nestauth.middleware")
 
@@ -32,7 +37,12 @@ class BodySizeLimitMiddleware:
             return
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+        if declared is not None and not declared.isdigit():
+            # Servers refuse this before the app; in process it reached Connexion's int().
+            await _send_envelope(send, 400, ValidationFailed.code, "Content-Length: not a number")
+            return
+        # Length first: int() refuses more than 4300 digits.
+        if declared is not None and (len(declared) > 18 or int(declared) > self.max_bytes):
             await _send_envelope(send, 413, PayloadTooLarge.code, PayloadTooLarge.message)
             return
         if declared is None and b"chunked" in headers.get(b"transfer-encoding", b"").lower():

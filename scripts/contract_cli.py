@@ -19,7 +19,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support import fresh_database, live_nestauth  # noqa: E402
+from tests.support import fresh_database, live_nestauth, make_settings  # noqa: E402
 
 ADMIN = ("contract-cli-owner@example.com", "a long admin password")
 USER = ("contract-cli-user@example.com", "a long user password")
@@ -55,6 +55,7 @@ def main() -> int:
         workdir = Path(tmp)
         env = {
             "NESTAUTH_DATABASE_URL": url,
+            "NESTAUTH_SECRET_KEY": make_settings(url).secret_key,  # required off SQLite
             "NESTAUTH_COOKIE_SECURE": "false",
             "NESTAUTH_PASSWORD_HASH_PROFILE": "test",  # fuzzed logins at the cheap cost
         }

@@ -20,7 +20,7 @@ async def bootstrap_admin(*, body: dict[str, Any]) -> tuple[dict[str, Any], int]
     ctx = context.current()  # Connexion validates header parameters but never passes them
     admin = await admins.bootstrap_first_admin(
         ctx.session,
-        configured_secret=ctx.settings.admin_secret,
+        ctx.settings,
         given_secret=body.get("secretKey") or ctx.header(SECRET_HEADER),
         email=body["email"],
         password=body["password"],

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from nestauth.config import Settings
 from nestauth.errors import (
     AdminBootstrapClosed,
     AdminNotFound,
@@ -16,7 +17,7 @@ from nestauth.errors import (
     LastOwner,
 )
 from nestauth.models import Admin, AdminSession
-from nestauth.services import passwords
+from nestauth.services import passwords, ratelimit
 from nestauth.services.audit import AdminActor, RequestMeta, record_admin_action, record_event
 from nestauth.services.emails import flush_unique_email, normalize_email
 from nestauth.services.pagination import Page, paginate
@@ -43,10 +44,20 @@ async def create_admin(
     return admin
 
 
+def signup_limits(settings: Settings) -> tuple[ratelimit.Limit, ratelimit.Limit]:
+    """Wrong bootstrap secrets, per client address and in all: the secret cannot be
+    guessed quickly, from one address or from many."""
+    window = timedelta(seconds=settings.admin_signup_lock_seconds)
+    return (
+        ratelimit.Limit("admin-signup-ip", settings.admin_signup_max_failures, window),
+        ratelimit.Limit("admin-signup", settings.admin_signup_max_failures_total, window),
+    )
+
+
 async def bootstrap_first_admin(
     session: AsyncSession,
+    settings: Settings,
     *,
-    configured_secret: str | None,
     given_secret: str | None,
     email: str,
     password: str,
@@ -54,13 +65,15 @@ async def bootstrap_first_admin(
     meta: RequestMeta,
     now: datetime,
 ) -> Admin:
-    """Creates the first admin as owner; the secret is checked before anything is revealed."""
-    if configured_secret is None:
+    """Creates the first admin as owner. Once closed, one answer whatever the secret: it is
+    checked only while the bootstrap is open, and rate limited."""
+    if settings.admin_secret is None:
         raise AdminBootstrapClosed("Bootstrap signup is disabled; use `nestauth admin create`")
-    if given_secret is None or not same_secret(given_secret, configured_secret):
-        raise AdminSecretInvalid()
+    if await _any_admin(session):
+        raise AdminBootstrapClosed()
+    await _check_bootstrap_secret(session, settings, given_secret, meta, now)
     await _serialize_bootstrap(session)
-    if await session.scalar(select(func.count()).select_from(Admin)):
+    if await _any_admin(session):
         raise AdminBootstrapClosed()
     admin = await create_admin(session, email=email, password=password, role="owner", name=name)
     await record_event(
@@ -76,6 +89,32 @@ async def bootstrap_first_admin(
         details={"role": admin.role},
     )
     return admin
+
+
+async def _any_admin(session: AsyncSession) -> bool:
+    return await session.scalar(select(Admin.id).limit(1)) is not None
+
+
+async def _check_bootstrap_secret(
+    session: AsyncSession,
+    settings: Settings,
+    given_secret: str | None,
+    meta: RequestMeta,
+    now: datetime,
+) -> None:
+    """Limits first (a blocked client learns nothing, even with the right secret); a wrong
+    secret counts against the client and the total, committed although the request fails."""
+    per_ip, total = signup_limits(settings)
+    subjects = ((per_ip, meta.ip or "unknown"), (total, "all"))
+    for limit, subject in subjects:  # always in this order: no lock-order deadlock
+        await ratelimit.ensure_allowed(session, limit, subject, now)
+    assert settings.admin_secret is not None
+    if given_secret is not None and same_secret(given_secret, settings.admin_secret):
+        return
+    for limit, subject in subjects:
+        await ratelimit.record_failure(session, limit, subject, now)
+    await session.commit()
+    raise AdminSecretInvalid()
 
 
 async def _serialize_bootstrap(session: AsyncSession) -> None:

@@ -35,7 +35,7 @@ from nestauth.models import (
     UserSession,
     core_table,
 )
-from nestauth.services import admin_sessions, mfa, ratelimit, user_auth
+from nestauth.services import admin_sessions, admins, mfa, ratelimit, user_auth
 
 if TYPE_CHECKING:
     from nestauth.context import Runtime
@@ -82,6 +82,7 @@ def _buckets_gone(settings: Settings, now: datetime) -> ColumnElement[bool]:
         *user_auth.login_policy(settings).limits(),
         *mfa.mfa_policy(settings).limits(),
         *user_auth.signup_limits(settings),
+        *admins.signup_limits(settings),
     )
     return and_(
         or_(RateLimitBucket.blocked_until.is_(None), RateLimitBucket.blocked_until <= now),

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from nestauth.config import Settings
 from nestauth.errors import DeviceLimitReached, MfaCodeInvalid, MfaTokenInvalid, TotpDeviceNotFound
 from nestauth.models import MfaChallenge, RecoveryCode, TotpDevice, User, core_table
-from nestauth.services import ratelimit, tokens, totp, totp_devices, users
+from nestauth.services import keys, ratelimit, tokens, totp, totp_devices, users
 from nestauth.services.secrets import SecretBox
 
 log = logging.getLogger("nestauth.mfa")
@@ -104,10 +104,15 @@ async def check_totp(
     order), then replay: a code already accepted for that device is refused and logged."""
     policy = mfa_policy(settings)
     await ratelimit.ensure_allowed_from(session, policy, str(user.id), address, now)
-    for device in await users.list_devices(session, user.id):
-        if not device.verified:
-            continue
-        step = totp.matching_step(totp_devices.device_secret(box, device), otp, now)
+    # Every secret opened before any code is compared: one that no key opens fails the step
+    # before it can become an uncounted guess against the others.
+    opened = [
+        (device, totp_devices.device_secret(box, device))
+        for device in await users.list_devices(session, user.id)
+        if device.verified
+    ]
+    for device, secret in opened:
+        step = totp.matching_step(secret, otp, now)
         if step is None:
             continue
         if await totp.claim_step(session, device.id, step, now):
@@ -192,11 +197,18 @@ async def finish_enrolment(
     return device
 
 
-def _recovery_digest(settings: Settings, code: str) -> str:
-    """Codes carry 50 random bits, so a keyed hash suffices (no slow hash needed)."""
-    normalized = code.strip().upper().replace("-", "").replace(" ", "")
-    key = hashlib.sha256(b"nestauth recovery v1" + settings.secret_key.encode()).digest()
-    return hmac.new(key, normalized.encode(), hashlib.sha256).hexdigest()
+def _recovery_digests(settings: Settings, code: str) -> list[str]:
+    """Codes carry 50 random bits, so a keyed hash suffices (no slow hash needed). The first
+    digest (current key) is the one stored; the others still match codes stored earlier:
+    under a previous server key, or under the HMAC key of releases before keys.derive_key
+    (sha256 of label + server key), which the stored codes of those releases need."""
+    normalized = code.strip().upper().replace("-", "").replace(" ", "").encode()
+    keyring = keys.Keyring.of(settings)
+    legacy = [hashlib.sha256(keys.RECOVERY_CODE + k.encode()).digest() for k in keyring.all]
+    return [
+        hmac.new(key, normalized, hashlib.sha256).hexdigest()
+        for key in (*keyring.derived(keys.RECOVERY_CODE), *legacy)
+    ]
 
 
 async def new_recovery_codes(
@@ -209,7 +221,9 @@ async def new_recovery_codes(
         raw = "".join(secrets.choice(RECOVERY_ALPHABET) for _ in range(10))
         codes.append(f"{raw[:5]}-{raw[5:]}")
         session.add(
-            RecoveryCode(user_id=user.id, code_hash=_recovery_digest(settings, raw), created_at=now)
+            RecoveryCode(
+                user_id=user.id, code_hash=_recovery_digests(settings, raw)[0], created_at=now
+            )
         )
     await session.flush()
     return codes
@@ -229,7 +243,7 @@ async def use_recovery_code(
         update(RecoveryCode)
         .where(
             RecoveryCode.user_id == user.id,
-            RecoveryCode.code_hash == _recovery_digest(settings, code),
+            RecoveryCode.code_hash.in_(_recovery_digests(settings, code)),
             RecoveryCode.used_at.is_(None),
         )
         .values(used_at=now)

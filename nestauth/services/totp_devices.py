@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,11 +11,13 @@ import pyotp
 from sqlalchemy import and_, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from nestauth.errors import TotpDeviceNotFound, UserNotFound
+from nestauth.errors import SecretKeyMismatch, TotpDeviceNotFound, UserNotFound
 from nestauth.models import RecoveryCode, TotpDevice, User, core_table
 from nestauth.services import user_sessions, users
 from nestauth.services.audit import Actor, RequestMeta, record_action
-from nestauth.services.secrets import SecretBox
+from nestauth.services.secrets import SecretBox, SecretUnreadable
+
+log = logging.getLogger("nestauth.totp_devices")
 
 # Enrolments started and not verified yet, kept per user; a new one replaces the oldest.
 MAX_PENDING = 3
@@ -63,14 +66,14 @@ class DeviceRemoval:
     device_verified: bool
 
 
-def _secret_binding(device_id: uuid.UUID) -> bytes:
+def secret_binding(device_id: uuid.UUID) -> bytes:
     """Associated data: a sealed secret copied onto another device row will not open."""
     return b"totp_devices:" + device_id.bytes
 
 
 def seal_device_secret(box: SecretBox, device_id: uuid.UUID, secret: str) -> bytes:
     """The stored form of a device's secret (bulk loaders build rows with it)."""
-    return box.seal(secret, _secret_binding(device_id))
+    return box.seal(secret, secret_binding(device_id))
 
 
 async def add_device(
@@ -101,7 +104,16 @@ async def add_device(
 
 
 def device_secret(box: SecretBox, device: TotpDevice) -> str:
-    return box.open(device.secret_encrypted, _secret_binding(device.id))
+    try:
+        return box.open(device.secret_encrypted, secret_binding(device.id))
+    except SecretUnreadable:
+        # One line for the operator, no traceback: the cause is configuration, not code.
+        log.error(
+            "TOTP secret of device %s opens under none of the configured server keys "
+            "(NESTAUTH_SECRET_KEY / NESTAUTH_PREVIOUS_SECRET_KEYS)",
+            device.id,
+        )
+        raise SecretKeyMismatch() from None
 
 
 def is_pending(device: TotpDevice, cutoff: datetime) -> bool:

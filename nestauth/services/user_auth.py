@@ -129,7 +129,7 @@ async def open_session(
 def _access_token(
     settings: Settings, user_id: uuid.UUID, session_id: uuid.UUID, now: datetime
 ) -> str:
-    key = user_tokens.signing_key(settings.secret_key)
+    key = user_tokens.verification_keys(settings)[0]  # the current key signs
     return user_tokens.issue_access_token(
         key, user_id, session_id, now, settings.access_token_seconds
     )
@@ -181,7 +181,7 @@ async def authenticate(
 ) -> Principal:
     """The live session behind an access token, or SESSION_INVALID."""
     claims = user_tokens.read_access_token(
-        user_tokens.signing_key(settings.secret_key), access_token, now
+        user_tokens.verification_keys(settings), access_token, now
     )
     if claims is None:
         raise SessionInvalid("Invalid or expired access token")
