@@ -17,7 +17,7 @@ import httpx
 import sqlalchemy as sa
 
 from nestauth.models import RateLimitBucket, User
-from nestauth.services import housekeeping, passwords
+from nestauth.services import housekeeping, passwords, user_auth
 from nestauth.services.passwords import GATE, WORKERS
 from tests.support import PASSWORD, Api, assert_error, mid_step, totp_at, wrong_otp
 
@@ -93,6 +93,8 @@ class TestHashingQueue:
         assert [a.status_code for a in answers] == [401] * len(held)
         # The refused sign-up made no account and counted nothing; the held logins counted.
         assert api.count(User) == before[1]
+        owner_signups = user_auth.signup_limits(api.runtime.settings)[1].key(OWNER)
+        assert api.count(RateLimitBucket, RateLimitBucket.key == owner_signups) == 0
         assert buckets(api) > before[0]
         assert GATE.admitted == 0
         assert api.sign_up()["user"]["email"]  # free again
