@@ -168,7 +168,10 @@ class Settings:
     metrics_token: str | None = env("NESTAUTH_METRICS_TOKEN", None)  # None: /metrics is a 404
     # asyncio: under a flood of busy connections uvloop accepted no new connection until the
     # flood ended (measured, bench/flood.py); asyncio kept serving newcomers.
-    event_loop: str = env("NESTAUTH_EVENT_LOOP", "asyncio", _one_of("asyncio", "uvloop"))
+    # uvicorn's own choice (uvloop when installed) until the benchmark weighs the flood case
+    # against the others: asyncio measured ~9% fewer health requests/s, uvloop starved new
+    # connections under a 400-connection flood (bench/README.md).
+    event_loop: str = env("NESTAUTH_EVENT_LOOP", "auto", _one_of("auto", "asyncio", "uvloop"))
     hash_queue_size: int = env("NESTAUTH_HASH_QUEUE_SIZE", 16, _positive_int)
     hash_max_in_flight_per_client: int = env(
         "NESTAUTH_HASH_MAX_IN_FLIGHT_PER_CLIENT", 2, _positive_int
