@@ -115,6 +115,9 @@ def _lifespan(runtime: Runtime) -> Any:
     async def lifespan(_app: Any) -> AsyncIterator[None]:
         runtime.engine = db.create_engine(runtime.settings.database_url, runtime.settings)
         runtime.sessions = db.session_factory(runtime.engine)
+        runtime.read_engine = db.create_read_engine(runtime.settings.database_url, runtime.settings)
+        if runtime.read_engine is not None:  # SQLite: GET requests read off the write lock
+            runtime.read_sessions = db.session_factory(runtime.engine, runtime.read_engine)
         # What is loaded by now (the spec, its validators, the mappings) lives as long as
         # the process: out of the collector's sight, a full collection no longer walks it
         # in the middle of a request.
@@ -124,6 +127,9 @@ def _lifespan(runtime: Runtime) -> Any:
             yield
         finally:
             await runtime.engine.dispose()
+            if runtime.read_engine is not None:
+                await runtime.read_engine.dispose()
             runtime.engine = runtime.sessions = None
+            runtime.read_engine = runtime.read_sessions = None
 
     return lifespan

@@ -16,6 +16,7 @@ from nestauth.services.audit import AdminActor, RequestMeta
 from nestauth.services.secrets import SecretBox
 
 SCOPE_KEY = "nestauth.context"
+READ_METHODS = frozenset({"GET", "HEAD"})
 
 
 @dataclass
@@ -29,6 +30,14 @@ class Runtime:
     clock: Callable[[], datetime] = utcnow
     engine: AsyncEngine | None = None
     sessions: async_sessionmaker[AsyncSession] | None = None
+    # SQLite only: the sessions of GET requests, whose plain reads use the read engine.
+    read_engine: AsyncEngine | None = None
+    read_sessions: async_sessionmaker[AsyncSession] | None = None
+
+    def sessions_for(self, method: str) -> async_sessionmaker[AsyncSession] | None:
+        if method in READ_METHODS and self.read_sessions is not None:
+            return self.read_sessions
+        return self.sessions
 
 
 @dataclass

@@ -12,7 +12,14 @@ fails at once with SQLITE_BUSY instead of waiting), so the write lock is taken u
 
 The one wait SQLite has, a write lock held by another process (a second worker, the CLI),
 must not block the loop: the connection's busy_timeout is 0 and a busy statement is retried
-here with asyncio.sleep until the deadline.
+here with asyncio.sleep until the statement's deadline (or the patience, if sooner). That
+wait ends as a statement stopped by its deadline does: SQLITE_INTERRUPT. A `LockWatch`
+shared by the engine's connections tells health whether writes are waiting on such a lock.
+
+Statement deadlines: `StatementDeadline` is the connection's progress handler, armed per
+statement by nestauth.db. Reads of GET requests do not come here: nestauth.db gives them
+aiosqlite connections in worker threads (BEGIN DEFERRED, query_only), so a long read never
+holds the loop or the write lock.
 
 The objects mimic the part of aiosqlite's interface that SQLAlchemy's aiosqlite dialect uses
 (passed as its `async_creator`), private attributes included;
@@ -25,6 +32,7 @@ BEGIN at all: each statement commits on its own, as with sqlite3's isolation_lev
 from __future__ import annotations
 
 import asyncio
+import math
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -35,31 +43,56 @@ FIRST_RETRY_SECONDS = 0.001
 LONGEST_RETRY_SECONDS = 0.025
 
 
-def creator(path: str, busy_timeout_ms: int) -> Callable[[], Any]:
+def creator(
+    path: str, busy_timeout_ms: int, lock_watch: LockWatch | None = None
+) -> Callable[[], Any]:
     async def connect() -> InlineConnection:
         connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        connection.execute("PRAGMA busy_timeout=0")  # waits happen in _retry_while_busy
-        return InlineConnection(connection, busy_timeout_ms / 1000)
+        connection.execute("PRAGMA busy_timeout=0")  # waits happen in InlineConnection.retry
+        return InlineConnection(connection, busy_timeout_ms / 1000, lock_watch)
 
     return connect
 
 
-async def _retry_while_busy(call: Callable[[], Any], patience_seconds: float) -> Any:
-    deadline = time.monotonic() + patience_seconds
-    delay = FIRST_RETRY_SECONDS
-    while True:
-        try:
-            return call()
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode not in BUSY_CODES or time.monotonic() >= deadline:
-                raise
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, LONGEST_RETRY_SECONDS)
+class StatementDeadline:
+    """A connection's progress handler: a nonzero answer makes SQLite stop the running
+    statement with SQLITE_INTERRUPT. `expires` is set before each statement and reset to
+    infinity after it (nestauth.db); a check costs one clock read per call."""
+
+    __slots__ = ("expires",)
+
+    def __init__(self) -> None:
+        self.expires = math.inf
+
+    def __call__(self) -> bool:
+        return time.monotonic() >= self.expires
+
+
+def interrupted() -> sqlite3.OperationalError:
+    """The error SQLite raises for a statement stopped by its progress handler."""
+    error = sqlite3.OperationalError("interrupted")
+    error.sqlite_errorcode = sqlite3.SQLITE_INTERRUPT
+    return error
+
+
+class LockWatch:
+    """Whether this engine's writes wait on a write lock held elsewhere, for health."""
+
+    RECENT_SECONDS = 10.0
+
+    def __init__(self) -> None:
+        self.waiting = 0
+        self.gave_up_at = -math.inf
+
+    @property
+    def writes_blocked(self) -> bool:
+        recent = time.monotonic() - self.gave_up_at < self.RECENT_SECONDS
+        return self.waiting > 0 or recent
 
 
 class InlineCursor:
     def __init__(self, cursor: sqlite3.Cursor, owner: InlineConnection) -> None:
-        self._cursor, self._owner, self._patience = cursor, owner, owner.patience_seconds
+        self._cursor, self._owner = cursor, owner
 
     async def _begin_if_idle(self, sql: str) -> None:
         """PRAGMAs run outside transactions (journal_mode cannot change inside one)."""
@@ -67,7 +100,7 @@ class InlineCursor:
         is_pragma = sql.lstrip()[:6].upper() == "PRAGMA"
         if self._owner.autocommit or connection.in_transaction or is_pragma:
             return
-        await _retry_while_busy(lambda: connection.execute("BEGIN IMMEDIATE"), self._patience)
+        await self._owner.retry(lambda: connection.execute("BEGIN IMMEDIATE"))
 
     async def __aenter__(self) -> InlineCursor:
         return self
@@ -97,13 +130,13 @@ class InlineCursor:
 
     async def execute(self, sql: str, parameters: Sequence[Any] = ()) -> InlineCursor:
         await self._begin_if_idle(sql)
-        await _retry_while_busy(lambda: self._cursor.execute(sql, parameters), self._patience)
+        await self._owner.retry(lambda: self._cursor.execute(sql, parameters))
         return self
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> InlineCursor:
         rows = list(rows)  # a retry must see every row again
         await self._begin_if_idle(sql)
-        await _retry_while_busy(lambda: self._cursor.executemany(sql, rows), self._patience)
+        await self._owner.retry(lambda: self._cursor.executemany(sql, rows))
         return self
 
     async def fetchone(self) -> Any:
@@ -137,9 +170,16 @@ class _RunNow:
 
 
 class InlineConnection:
-    def __init__(self, connection: sqlite3.Connection, patience_seconds: float) -> None:
+    def __init__(
+        self,
+        connection: sqlite3.Connection,
+        patience_seconds: float,
+        lock_watch: LockWatch | None = None,
+    ) -> None:
         self._sqlite: sqlite3.Connection | None = connection
         self.patience_seconds = patience_seconds
+        self.deadline = StatementDeadline()  # inert until set_progress_handler installs it
+        self.lock_watch = lock_watch or LockWatch()
         self.autocommit = False
         # SQLAlchemy's adapter sets isolation_level by queueing a call on `_tx` that sets
         # it on `_conn` (aiosqlite's thread and sqlite3 connection): both lead back here.
@@ -175,8 +215,38 @@ class InlineConnection:
         return InlineCursor(self._live().cursor(), self)
 
     async def commit(self) -> None:
-        connection = self._live()
-        await _retry_while_busy(connection.commit, self.patience_seconds)
+        await self.retry(self._live().commit)
+
+    async def retry(self, call: Callable[[], Any]) -> Any:
+        """Runs `call`, retrying while another connection holds the write lock, until the
+        statement's deadline or the patience runs out."""
+        give_up = min(time.monotonic() + self.patience_seconds, self.deadline.expires)
+        delay, watch = FIRST_RETRY_SECONDS, self.lock_watch
+        try:
+            while True:
+                try:
+                    return call()
+                except sqlite3.OperationalError as exc:
+                    if exc.sqlite_errorcode not in BUSY_CODES:
+                        raise
+                    if time.monotonic() >= give_up:
+                        watch.gave_up_at = time.monotonic()
+                        if give_up == self.deadline.expires:
+                            raise interrupted() from exc
+                        raise
+                if delay == FIRST_RETRY_SECONDS:
+                    watch.waiting += 1
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, LONGEST_RETRY_SECONDS)
+        finally:
+            if delay != FIRST_RETRY_SECONDS:
+                watch.waiting -= 1
+
+    async def set_progress_handler(self, handler: Callable[[], Any] | None, steps: int) -> None:
+        """aiosqlite's signature; a StatementDeadline also bounds the wait for the lock."""
+        self._live().set_progress_handler(handler, steps)
+        if isinstance(handler, StatementDeadline):
+            self.deadline = handler
 
     async def rollback(self) -> None:
         self._live().rollback()
