@@ -172,9 +172,7 @@ def _add_deadlines(engine: AsyncEngine, timeout_ms: int) -> None:
     @event.listens_for(sync_engine, "connect")
     def _install(dbapi_connection: Any, record: Any) -> None:
         deadline = record.info[DEADLINE_KEY] = sqlite_inline.StatementDeadline()
-        dbapi_connection.run_async(
-            lambda raw: raw.set_progress_handler(deadline, PROGRESS_STEPS)
-        )
+        dbapi_connection.run_async(lambda raw: raw.set_progress_handler(deadline, PROGRESS_STEPS))
 
     @event.listens_for(sync_engine, "before_cursor_execute")
     def _arm(connection: Any, *_args: Any) -> None:

@@ -139,4 +139,3 @@ class TestThroughARequest:
         assert api.count(User, User.email == email) == 0
         assert api.count(AuditEvent, AuditEvent.action == "user.created") == 0
         assert db.STATEMENT_TIMEOUTS.count == before + 1
-
