@@ -1,11 +1,13 @@
 """Engines, URL handling and the per-request session (commit or roll back at the edge).
 
-SQLite has two engines per process. The write engine (nestauth.sqlite_inline) runs on the
-event loop's thread through one connection, every transaction under BEGIN IMMEDIATE. The
-read engine (SQLAlchemy's own aiosqlite driver: worker threads) serves the plain SELECTs of
-GET requests under BEGIN DEFERRED on `query_only` connections: a WAL reader never takes the
-write lock nor waits for it, and a long read runs off the loop. Every statement on either
-has a deadline (NESTAUTH_DB_STATEMENT_TIMEOUT_MS), enforced by a progress handler.
+SQLite has three engines per process. The write engine (nestauth.sqlite_inline) runs on
+the event loop's thread through one connection, every transaction under BEGIN IMMEDIATE.
+The plain SELECTs of GET requests run under BEGIN DEFERRED on `query_only` connections (a
+WAL reader never takes the write lock nor waits for it): on the loop's thread too (the
+inline read engine: short indexed reads, no thread hop), or, for the lists and searches,
+in worker threads (SQLAlchemy's own aiosqlite driver), so that a long read never holds the
+loop. Every statement has a deadline (NESTAUTH_DB_STATEMENT_TIMEOUT_MS), enforced by a
+progress handler.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 PROGRESS_STEPS = 10_000
 DEADLINE_KEY = "nestauth.deadline"
 READ_BIND_KEY = "nestauth.read_bind"
+THREADED_READ_BIND_KEY = "nestauth.threaded_read_bind"
+THREADED_READS = "nestauth.threaded_reads"  # set in a session's info: its reads use threads
 QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for statement_timeout
 _lock_watches: weakref.WeakKeyDictionary[Engine, sqlite_inline.LockWatch] = (
     weakref.WeakKeyDictionary()
@@ -124,12 +128,38 @@ def create_engine(url: str, settings: Settings | None = None) -> AsyncEngine:
     return engine
 
 
-def create_read_engine(url: str, settings: Settings) -> AsyncEngine | None:
-    """SQLite's read engine (NESTAUTH_DB_POOL_SIZE connections in worker threads); None
-    for PostgreSQL, whose reads take no lock, and for an in-memory database, which a second
-    connection would not see."""
+def _file_database(url: str) -> URL | None:
+    """None for PostgreSQL, whose reads take no lock, and for an in-memory SQLite database,
+    which a second connection would not see: they get no read engines."""
     target = async_url(url)
     if not is_sqlite(target) or target.database in (None, "", ":memory:"):
+        return None
+    return target
+
+
+def create_inline_read_engine(url: str, settings: Settings) -> AsyncEngine | None:
+    """SQLite reads on the loop's thread: NESTAUTH_DB_POOL_SIZE read-only connections."""
+    target = _file_database(url)
+    if target is None:
+        return None
+    engine = create_async_engine(
+        target,
+        async_creator=sqlite_inline.creator(
+            str(target.database), SQLITE_BUSY_TIMEOUT_MS, reads=True
+        ),
+        poolclass=FairAsyncQueuePool,
+        pool_size=settings.db_pool_size,
+        max_overflow=0,
+        pool_timeout=settings.db_pool_timeout_seconds,
+    )
+    _add_deadlines(engine, settings.db_statement_timeout_ms)
+    return engine
+
+
+def create_read_engine(url: str, settings: Settings) -> AsyncEngine | None:
+    """SQLite reads in worker threads (aiosqlite): NESTAUTH_DB_POOL_SIZE connections."""
+    target = _file_database(url)
+    if target is None:
         return None
     engine = create_async_engine(
         target,
@@ -214,12 +244,14 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
 
 class ReadRoutingSession(Session):
-    """A GET request's session on SQLite: plain SELECTs go to the read engine; anything
-    else goes to the write engine, so the rare write of a GET (the admin session's touch,
-    an audit event for a refused action) still works and commits with the session."""
+    """A GET request's session on SQLite: plain SELECTs go to a read engine (the threaded
+    one once THREADED_READS is set in the session's info); anything else goes to the write
+    engine, so the rare write of a GET (the admin session's touch, an audit event for a
+    refused action) still works and commits with the session."""
 
     def get_bind(self, mapper: Any = None, *, clause: Any = None, **kw: Any) -> Any:
-        read_bind = self.info.get(READ_BIND_KEY)
+        threaded = self.info.get(THREADED_READS, False)
+        read_bind = self.info.get(THREADED_READ_BIND_KEY if threaded else READ_BIND_KEY)
         plain_read = isinstance(clause, Select) and clause._for_update_arg is None
         if read_bind is not None and plain_read and not self._flushing:
             return read_bind
@@ -227,14 +259,19 @@ class ReadRoutingSession(Session):
 
 
 def session_factory(
-    engine: AsyncEngine, read_engine: AsyncEngine | None = None
+    engine: AsyncEngine,
+    read_engine: AsyncEngine | None = None,
+    threaded_read_engine: AsyncEngine | None = None,
 ) -> async_sessionmaker[AsyncSession]:
-    if read_engine is None:
+    if read_engine is None or threaded_read_engine is None:
         return async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
     return async_sessionmaker(
         engine,
         sync_session_class=ReadRoutingSession,
-        info={READ_BIND_KEY: read_engine.sync_engine},
+        info={
+            READ_BIND_KEY: read_engine.sync_engine,
+            THREADED_READ_BIND_KEY: threaded_read_engine.sync_engine,
+        },
         expire_on_commit=False,
         autoflush=True,
     )

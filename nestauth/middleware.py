@@ -1,4 +1,4 @@
-"""ASGI middleware: the body-size limit and the per-request transaction."""
+"""ASGI middleware: the body-size limit, the per-request transaction and where its reads run."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from nestauth.context import SCOPE_KEY, RequestContext, Runtime
-from nestauth.db import STATEMENT_TIMEOUTS, is_statement_timeout
+from nestauth.context import SCOPE_KEY, RequestContext, Runtime, operation_id
+from nestauth.db import STATEMENT_TIMEOUTS, THREADED_READS, is_statement_timeout
 from nestauth.errors import (
     PayloadTooLarge,
     StatementTimeout,
@@ -124,6 +124,21 @@ class TransactionMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_after_commit)
+
+
+class ThreadedReadsMiddleware:
+    """After routing (it needs the operation): the reads of a list or search run in worker
+    threads (SQLite), so a long one does not hold the event loop. A session bound to one
+    engine ignores the mark."""
+
+    def __init__(self, app: ASGIApp, *, runtime: Runtime) -> None:
+        self.app, self.runtime = app, runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ctx = scope.get(SCOPE_KEY)
+        if ctx is not None and operation_id(scope) in self.runtime.threaded_read_operations:
+            ctx.session.info[THREADED_READS] = True
+        await self.app(scope, receive, send)
 
 
 async def _finish(session: Any, status: int) -> tuple[int, str, str] | None:

@@ -6,7 +6,7 @@ several (bench/README.md has the figures). The statements of this server are ind
 short, and the engine gives a process a single SQLite connection (SQLite has one writer
 anyway), so running them inline is faster and keeps requests in arrival order.
 
-Every transaction starts with BEGIN IMMEDIATE, issued here before its first statement:
+Every write transaction starts with BEGIN IMMEDIATE, issued here before its first statement:
 SQLite cannot upgrade a read transaction to a write one while another writer is active (it
 fails at once with SQLITE_BUSY instead of waiting), so the write lock is taken up front.
 
@@ -17,9 +17,9 @@ wait ends as a statement stopped by its deadline does: SQLITE_INTERRUPT. A `Lock
 shared by the engine's connections tells health whether writes are waiting on such a lock.
 
 Statement deadlines: `StatementDeadline` is the connection's progress handler, armed per
-statement by nestauth.db. Reads of GET requests do not come here: nestauth.db gives them
-aiosqlite connections in worker threads (BEGIN DEFERRED, query_only), so a long read never
-holds the loop or the write lock.
+statement by nestauth.db. GET requests read through connections made with `reads=True`
+(query_only, BEGIN DEFERRED: no write lock), or, for the lists, through aiosqlite in worker
+threads so that a long read does not hold the loop (nestauth.db).
 
 The objects mimic the part of aiosqlite's interface that SQLAlchemy's aiosqlite dialect uses
 (passed as its `async_creator`), private attributes included;
@@ -44,12 +44,19 @@ LONGEST_RETRY_SECONDS = 0.025
 
 
 def creator(
-    path: str, busy_timeout_ms: int, lock_watch: LockWatch | None = None
+    path: str, busy_timeout_ms: int, lock_watch: LockWatch | None = None, *, reads: bool = False
 ) -> Callable[[], Any]:
+    """`reads`: a read-only connection (query_only, BEGIN DEFERRED): in WAL mode its
+    transactions read a snapshot and never take or wait for the write lock."""
+
     async def connect() -> InlineConnection:
         connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         connection.execute("PRAGMA busy_timeout=0")  # waits happen in InlineConnection.retry
-        return InlineConnection(connection, busy_timeout_ms / 1000, lock_watch)
+        if reads:
+            connection.execute("PRAGMA query_only=ON")
+        inline = InlineConnection(connection, busy_timeout_ms / 1000, lock_watch)
+        inline.begin = "BEGIN DEFERRED" if reads else "BEGIN IMMEDIATE"
+        return inline
 
     return connect
 
@@ -100,7 +107,7 @@ class InlineCursor:
         is_pragma = sql.lstrip()[:6].upper() == "PRAGMA"
         if self._owner.autocommit or connection.in_transaction or is_pragma:
             return
-        await self._owner.retry(lambda: connection.execute("BEGIN IMMEDIATE"))
+        await self._owner.retry(lambda: connection.execute(self._owner.begin))
 
     async def __aenter__(self) -> InlineCursor:
         return self
@@ -179,6 +186,7 @@ class InlineConnection:
         self._sqlite: sqlite3.Connection | None = connection
         self.patience_seconds = patience_seconds
         self.deadline = StatementDeadline()  # inert until set_progress_handler installs it
+        self.begin = "BEGIN IMMEDIATE"
         self.lock_watch = lock_watch or LockWatch()
         self.autocommit = False
         # SQLAlchemy's adapter sets isolation_level by queueing a call on `_tx` that sets
@@ -198,7 +206,7 @@ class InlineConnection:
     def isolation_level(self) -> str | None:
         """sqlite3's spelling: None for autocommit, else the BEGIN this module issues."""
         self._live()
-        return None if self.autocommit else "IMMEDIATE"
+        return None if self.autocommit else self.begin.removeprefix("BEGIN ")
 
     @isolation_level.setter
     def isolation_level(self, value: str | None) -> None:

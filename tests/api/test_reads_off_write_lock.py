@@ -143,3 +143,47 @@ class TestTheReadEngine:
         refused = asyncio.run(scenario())
         assert refused is None or "readonly" in str(refused).replace("-", "")
         assert api.count(User) == 0
+
+
+class TestWhereGetRequestsRead:
+    """SQLite: a list's reads run in worker threads, a single item's on the loop's thread;
+    PostgreSQL has one engine for everything."""
+
+    @staticmethod
+    def statements_on(engine: Any, request: Callable[[], httpx.Response]) -> int:
+        if engine is None:
+            assert request().status_code == 200
+            return 0
+        seen: list[str] = []
+
+        def count(*args: Any) -> None:
+            seen.append(args[2])
+
+        sa.event.listen(engine.sync_engine, "before_cursor_execute", count)
+        try:
+            assert request().status_code == 200
+        finally:
+            sa.event.remove(engine.sync_engine, "before_cursor_execute", count)
+        return sum(1 for sql in seen if sql.lstrip().upper().startswith("SELECT"))
+
+    def test_lists_read_in_threads_and_items_on_the_loop(self, api: Api) -> None:
+        headers = signed_in(api)
+        user_id = api.client.post(USERS, json={"email": "where@example.com"}, headers=headers)
+        item = f"{USERS}/{user_id.json()['user']['id']}"
+        runtime = api.runtime
+        threaded, inline = runtime.threaded_read_engine, runtime.read_engine
+
+        def listing() -> httpx.Response:
+            return api.client.get(USERS, headers=headers, params={"search": "where"})
+
+        def one() -> httpx.Response:
+            return api.client.get(item, headers=headers)
+
+        if threaded is None:  # PostgreSQL
+            assert inline is None
+            assert listing().status_code == one().status_code == 200
+            return
+        assert self.statements_on(threaded, listing) >= 2  # the admin's session, the page
+        assert self.statements_on(inline, listing) == 0
+        assert self.statements_on(inline, one) >= 2
+        assert self.statements_on(threaded, one) == 0
