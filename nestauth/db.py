@@ -34,9 +34,6 @@ from nestauth.config import Settings
 from nestauth.fair_pool import FairAsyncQueuePool
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
-# SQLite VM instructions between two deadline checks: ~0.1 ms of work, so a check (one
-# clock read, and for a worker thread one GIL acquisition) costs well under 1 %.
-PROGRESS_STEPS = 10_000
 DEADLINE_KEY = "nestauth.deadline"
 READ_BIND_KEY = "nestauth.read_bind"
 THREADED_READ_BIND_KEY = "nestauth.threaded_read_bind"
@@ -106,7 +103,10 @@ def create_engine(url: str, settings: Settings | None = None) -> AsyncEngine:
         engine = create_async_engine(
             target,
             async_creator=sqlite_inline.creator(
-                target.database or ":memory:", SQLITE_BUSY_TIMEOUT_MS, watch
+                target.database or ":memory:",
+                SQLITE_BUSY_TIMEOUT_MS,
+                watch,
+                statement_timeout_ms=limits.db_statement_timeout_ms,
             ),
             poolclass=FairAsyncQueuePool,
             pool_size=1,
@@ -115,7 +115,6 @@ def create_engine(url: str, settings: Settings | None = None) -> AsyncEngine:
         )
         _lock_watches[engine.sync_engine] = watch
         _configure_sqlite(engine)
-        _add_deadlines(engine, limits.db_statement_timeout_ms)
         return engine
     engine = create_async_engine(
         target,
@@ -145,14 +144,16 @@ def create_inline_read_engine(url: str, settings: Settings) -> AsyncEngine | Non
     engine = create_async_engine(
         target,
         async_creator=sqlite_inline.creator(
-            str(target.database), SQLITE_BUSY_TIMEOUT_MS, reads=True
+            str(target.database),
+            SQLITE_BUSY_TIMEOUT_MS,
+            reads=True,
+            statement_timeout_ms=settings.db_statement_timeout_ms,
         ),
         poolclass=FairAsyncQueuePool,
         pool_size=settings.db_pool_size,
         max_overflow=0,
         pool_timeout=settings.db_pool_timeout_seconds,
     )
-    _add_deadlines(engine, settings.db_statement_timeout_ms)
     return engine
 
 
@@ -193,7 +194,8 @@ def writes_blocked(engine: AsyncEngine) -> bool:
 
 
 def _add_deadlines(engine: AsyncEngine, timeout_ms: int) -> None:
-    """Each statement (its rows fetched included) is stopped once it has run `timeout_ms`.
+    """aiosqlite: each statement (its rows fetched included) is stopped once it has run
+    `timeout_ms` (nestauth.sqlite_inline arms its own connections itself).
 
     The progress handler is installed once per connection; the events arm it before each
     statement and disarm it after, so a commit or an idle connection is never stopped."""
@@ -202,7 +204,9 @@ def _add_deadlines(engine: AsyncEngine, timeout_ms: int) -> None:
     @event.listens_for(sync_engine, "connect")
     def _install(dbapi_connection: Any, record: Any) -> None:
         deadline = record.info[DEADLINE_KEY] = sqlite_inline.StatementDeadline()
-        dbapi_connection.run_async(lambda raw: raw.set_progress_handler(deadline, PROGRESS_STEPS))
+        dbapi_connection.run_async(
+            lambda raw: raw.set_progress_handler(deadline, sqlite_inline.PROGRESS_STEPS)
+        )
 
     @event.listens_for(sync_engine, "before_cursor_execute")
     def _arm(connection: Any, *_args: Any) -> None:

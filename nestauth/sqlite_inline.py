@@ -39,15 +39,25 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+# SQLite VM instructions between two deadline checks: ~0.1 ms of work, so a check (one
+# clock read, and for a worker thread one GIL acquisition) costs about 1 % of a long query.
+PROGRESS_STEPS = 10_000
 FIRST_RETRY_SECONDS = 0.001
 LONGEST_RETRY_SECONDS = 0.025
 
 
 def creator(
-    path: str, busy_timeout_ms: int, lock_watch: LockWatch | None = None, *, reads: bool = False
+    path: str,
+    busy_timeout_ms: int,
+    lock_watch: LockWatch | None = None,
+    *,
+    reads: bool = False,
+    statement_timeout_ms: int | None = None,
 ) -> Callable[[], Any]:
     """`reads`: a read-only connection (query_only, BEGIN DEFERRED): in WAL mode its
-    transactions read a snapshot and never take or wait for the write lock."""
+    transactions read a snapshot and never take or wait for the write lock.
+    `statement_timeout_ms`: each statement, its rows fetched included, is stopped past it
+    (armed here rather than by engine events: ~8 µs less per statement)."""
 
     async def connect() -> InlineConnection:
         connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -56,6 +66,9 @@ def creator(
             connection.execute("PRAGMA query_only=ON")
         inline = InlineConnection(connection, busy_timeout_ms / 1000, lock_watch)
         inline.begin = "BEGIN DEFERRED" if reads else "BEGIN IMMEDIATE"
+        if statement_timeout_ms is not None:
+            inline.statement_seconds = statement_timeout_ms / 1000
+            await inline.set_progress_handler(StatementDeadline(), PROGRESS_STEPS)
         return inline
 
     return connect
@@ -136,14 +149,19 @@ class InlineCursor:
         self._cursor.arraysize = value
 
     async def execute(self, sql: str, parameters: Sequence[Any] = ()) -> InlineCursor:
+        self._owner.arm()
         await self._begin_if_idle(sql)
         await self._owner.retry(lambda: self._cursor.execute(sql, parameters))
+        if self._cursor.description is None:
+            self._owner.disarm()  # else the rows are fetched next, under the same deadline
         return self
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> InlineCursor:
         rows = list(rows)  # a retry must see every row again
+        self._owner.arm()
         await self._begin_if_idle(sql)
         await self._owner.retry(lambda: self._cursor.executemany(sql, rows))
+        self._owner.disarm()
         return self
 
     async def fetchone(self) -> Any:
@@ -153,7 +171,10 @@ class InlineCursor:
         return self._cursor.fetchmany(size or self._cursor.arraysize)
 
     async def fetchall(self) -> list[Any]:
-        return self._cursor.fetchall()
+        try:
+            return self._cursor.fetchall()
+        finally:
+            self._owner.disarm()
 
     async def nextset(self) -> None:
         return None
@@ -187,6 +208,7 @@ class InlineConnection:
         self.patience_seconds = patience_seconds
         self.deadline = StatementDeadline()  # inert until set_progress_handler installs it
         self.begin = "BEGIN IMMEDIATE"
+        self.statement_seconds = math.inf
         self.lock_watch = lock_watch or LockWatch()
         self.autocommit = False
         # SQLAlchemy's adapter sets isolation_level by queueing a call on `_tx` that sets
@@ -222,7 +244,14 @@ class InlineConnection:
     def cursor(self) -> InlineCursor:
         return InlineCursor(self._live().cursor(), self)
 
+    def arm(self) -> None:
+        self.deadline.expires = time.monotonic() + self.statement_seconds
+
+    def disarm(self) -> None:
+        self.deadline.expires = math.inf
+
     async def commit(self) -> None:
+        self.disarm()
         await self.retry(self._live().commit)
 
     async def retry(self, call: Callable[[], Any]) -> Any:
@@ -257,6 +286,7 @@ class InlineConnection:
             self.deadline = handler
 
     async def rollback(self) -> None:
+        self.disarm()
         self._live().rollback()
 
     async def create_function(self, *args: Any, **kwargs: Any) -> None:
