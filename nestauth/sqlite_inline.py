@@ -77,7 +77,7 @@ def creator(
 class StatementDeadline:
     """A connection's progress handler: a nonzero answer makes SQLite stop the running
     statement with SQLITE_INTERRUPT. `expires` is set before each statement and reset to
-    infinity after it (nestauth.db); a check costs one clock read per call."""
+    infinity after it (InlineConnection.arm, or nestauth.db's events for aiosqlite)."""
 
     __slots__ = ("expires",)
 
@@ -258,7 +258,7 @@ class InlineConnection:
         """Runs `call`, retrying while another connection holds the write lock, until the
         statement's deadline or the patience runs out."""
         give_up = min(time.monotonic() + self.patience_seconds, self.deadline.expires)
-        delay, watch = FIRST_RETRY_SECONDS, self.lock_watch
+        delay, watch, counted = FIRST_RETRY_SECONDS, self.lock_watch, False
         try:
             while True:
                 try:
@@ -271,12 +271,12 @@ class InlineConnection:
                         if give_up == self.deadline.expires:
                             raise interrupted() from exc
                         raise
-                if delay == FIRST_RETRY_SECONDS:
-                    watch.waiting += 1
+                if not counted:
+                    watch.waiting, counted = watch.waiting + 1, True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, LONGEST_RETRY_SECONDS)
         finally:
-            if delay != FIRST_RETRY_SECONDS:
+            if counted:  # cancelled mid-wait included
                 watch.waiting -= 1
 
     async def set_progress_handler(self, handler: Callable[[], Any] | None, steps: int) -> None:
