@@ -89,12 +89,17 @@ class TestSessionLayer:
 
         assert asyncio.run(scenario()) == 7
 
-    def test_reads_of_get_requests_have_the_deadline_too(self, database_url: str) -> None:
-        """SQLite's read engine (worker threads); PostgreSQL reads on its one engine."""
+    @pytest.mark.parametrize(
+        "make_read_engine", [db.create_inline_read_engine, db.create_read_engine]
+    )
+    def test_reads_of_get_requests_have_the_deadline_too(
+        self, database_url: str, make_read_engine: Any
+    ) -> None:
+        """SQLite's read engines (inline, worker threads); PostgreSQL reads on its one engine."""
         settings = make_settings(database_url, db_statement_timeout_ms=200)
 
         async def scenario() -> BaseException:
-            read_engine = db.create_read_engine(database_url, settings)
+            read_engine = make_read_engine(database_url, settings)
             engine = read_engine or db.create_engine(database_url, settings)
             assert (read_engine is None) == (backend(database_url) == "postgresql")
             try:
