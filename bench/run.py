@@ -30,6 +30,7 @@ from nestauth.services.secrets import SecretBox
 MAX_RATE = 4_000  # requests/s no case reaches here: pools of unique requests are sized by it
 WARMUP_SECONDS = 1
 BENCH_DATABASE = "nestauth_bench"
+BENCH_SECRET_KEY = "bench-only-server-key-0123456789abcdefghij"  # a fresh database per run
 SETTLE_SECONDS = 3
 
 
@@ -42,10 +43,11 @@ class Run:
         }  # fmt: skip
         if args.database:
             self.env["NESTAUTH_DATABASE_URL"] = args.database
+            self.env.setdefault("NESTAUTH_SECRET_KEY", BENCH_SECRET_KEY)  # required off SQLite
         self.settings = Settings.from_env(self.env)
         self.env["NESTAUTH_DATABASE_URL"] = self.settings.database_url
         self.engine = db.create_engine(self.settings.database_url, self.settings)
-        self.loader = seed.Loader(self.engine, SecretBox(self.settings.secret_key))
+        self.loader = seed.Loader(self.engine, SecretBox.for_settings(self.settings))
         self.loop = asyncio.Runner()  # one loop for the run: pooled connections belong to it
         self.results: list[dict[str, object]] = []
         self.memory: dict[str, float] = {}

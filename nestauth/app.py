@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator
@@ -13,20 +14,26 @@ from connexion import AsyncApp
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 
-from nestauth import connexion_tuning, db
+from nestauth import db, patches
 from nestauth.config import Settings
 from nestauth.context import Runtime
 from nestauth.errors import KnownRoutes, register_error_handlers
+from nestauth.metrics import Metrics
 from nestauth.middleware import (
     BodySizeLimitMiddleware,
+    SecurityHeadersMiddleware,
     ThreadedReadsMiddleware,
     TransactionMiddleware,
+    TrustedProxiesMiddleware,
 )
 from nestauth.models import ADMIN_ROLES
+from nestauth.observability import OperationTagMiddleware, RequestLogMiddleware
+from nestauth.services import housekeeping, passwords
 from nestauth.services.secrets import SecretBox
-from nestauth.validation import register_formats, validator_map
 
 SPEC_PATH = Path(__file__).resolve().parent / "spec" / "openapi.yaml"
+# Swagger UI's page with its initializer in a file, so the page's CSP needs no inline script.
+SWAGGER_UI_DIR = Path(__file__).resolve().parent / "swagger_ui"
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 
 
@@ -80,9 +87,9 @@ def _resolved_operation_id(operation: dict[str, Any]) -> str:
 def create_app(settings: Settings | None = None, spec_path: Path = SPEC_PATH) -> AsyncApp:
     settings = settings or Settings.from_env()
     spec = load_spec(spec_path)
+    SecretBox.for_settings(settings)  # no server key, no start (ConfigError names it)
     runtime = Runtime(
         settings=settings,
-        secret_box=SecretBox(settings.secret_key),
         roles_by_operation=roles_by_operation(spec),
         setup_token_operations=frozenset(
             _resolved_operation_id(op)
@@ -91,17 +98,37 @@ def create_app(settings: Settings | None = None, spec_path: Path = SPEC_PATH) ->
         ),
         threaded_read_operations=threaded_read_operations(spec),
     )
-    register_formats()
-    connexion_tuning.enable()
-    app = AsyncApp(__name__, lifespan=_lifespan(runtime))
+    passwords.use_profile(settings.password_hash_profile)
+    patches.enable()
+    metrics = Metrics(runtime)
+    app = AsyncApp(__name__, lifespan=_lifespan(runtime, metrics))
     app.add_api(
         spec,
         strict_validation=True,
         validate_responses=settings.validate_responses,
         pythonic_params=True,
-        validator_map=validator_map(),
-        swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/auth/docs"),
+        validator_map=patches.validator_map(),
+        swagger_ui_options=SwaggerUIOptions(
+            swagger_ui_path="/auth/docs", swagger_ui_template_dir=str(SWAGGER_UI_DIR)
+        ),
     )
+    # Inserted in this order, each before Connexion's exception middleware (the first added is
+    # outermost): the headers wrap every response, the /metrics, 413 and 503 answers the inner
+    # ones send themselves included; the request log sees the client address the trusted proxy
+    # named, and every answer of the layers inside it.
+    app.add_middleware(
+        SecurityHeadersMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, runtime=runtime
+    )
+    app.add_middleware(
+        TrustedProxiesMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, runtime=runtime
+    )
+    app.add_middleware(
+        RequestLogMiddleware,
+        position=MiddlewarePosition.BEFORE_EXCEPTION,
+        runtime=runtime,
+        metrics=metrics,
+    )
+    app.add_middleware(OperationTagMiddleware, position=MiddlewarePosition.BEFORE_SECURITY)
     app.add_middleware(
         BodySizeLimitMiddleware,
         position=MiddlewarePosition.BEFORE_EXCEPTION,
@@ -115,10 +142,11 @@ def create_app(settings: Settings | None = None, spec_path: Path = SPEC_PATH) ->
     )
     register_error_handlers(app, KnownRoutes(_methods_by_path(spec)))
     app.runtime = runtime  # type: ignore[attr-defined]  # for the CLI and tests
+    app.metrics = metrics  # type: ignore[attr-defined]  # for tests
     return app
 
 
-def _lifespan(runtime: Runtime) -> Any:
+def _lifespan(runtime: Runtime, metrics: Metrics) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
         runtime.engine = db.create_engine(runtime.settings.database_url, runtime.settings)
@@ -129,9 +157,15 @@ def _lifespan(runtime: Runtime) -> Any:
         # in the middle of a request.
         gc.collect()
         gc.freeze()
+        pruning = asyncio.create_task(
+            housekeeping.prune_periodically(runtime, metrics.count_pruned)
+        )
         try:
             yield
         finally:
+            pruning.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pruning
             await runtime.engine.dispose()
             for read_engine in (runtime.read_engine, runtime.threaded_read_engine):
                 if read_engine is not None:

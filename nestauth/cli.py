@@ -1,4 +1,4 @@
-"""`nestauth serve | db upgrade | admin create`."""
+"""`nestauth serve | db upgrade | db prune | admin create | user create | keys reseal`."""
 
 from __future__ import annotations
 
@@ -13,23 +13,51 @@ from collections.abc import Sequence
 # Connexion imports Starlette's test client, which warns about httpx on every start.
 warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
 
-from nestauth import db, migrations  # noqa: E402
+from sqlalchemy.exc import SQLAlchemyError  # noqa: E402
+
+from nestauth import cli_support, db, http_limits, migrations  # noqa: E402
+from nestauth.cli_support import StartupError  # noqa: E402
 from nestauth.config import ConfigError, Settings  # noqa: E402
 from nestauth.errors import ApiError  # noqa: E402
-from nestauth.models import ADMIN_ROLES  # noqa: E402
-from nestauth.services import admins, totp_devices, users  # noqa: E402
-from nestauth.services.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH  # noqa: E402
+from nestauth.models import ADMIN_ROLES, utcnow  # noqa: E402
+from nestauth.services import (  # noqa: E402
+    admins,
+    housekeeping,
+    keys,
+    passwords,
+    reseal,
+    totp_devices,
+    users,
+)
 from nestauth.services.secrets import SecretBox  # noqa: E402
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Every failure an operator can cause is one line on stderr, never a traceback (which
+    could show SQL parameters such as a password hash)."""
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env()
+        passwords.use_profile(settings.password_hash_profile)
+        cli_support.private_sqlite_file(settings.database_url)
         return int(args.run(settings, args) or 0)
-    except (ConfigError, ValueError) as exc:
-        print(f"nestauth: {exc}", file=sys.stderr)
-        return 2
+    except (ConfigError, StartupError, ValueError) as exc:
+        return _fail(str(exc), 2)
+    except OSError as exc:
+        return _fail(f"cannot use {exc.filename or 'a file'}: {exc.strerror}", 2)
+    except SQLAlchemyError as exc:
+        return _fail(f"database: {_first_line(getattr(exc, 'orig', None) or exc)}", 1)
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"nestauth: {message}", file=sys.stderr)
+    return status
+
+
+def _first_line(error: object) -> str:
+    """The driver's own message, first line: PostgreSQL's DETAIL line can quote a whole row."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
 
     database = commands.add_parser("db", help="database schema").add_subparsers(required=True)
     database.add_parser("upgrade", help="apply migrations up to head").set_defaults(run=_upgrade)
+    database.add_parser(
+        "prune", help="delete expired sessions, MFA challenges, rate-limit buckets (counts)"
+    ).set_defaults(run=_prune)
 
     admin = commands.add_parser("admin", help="console administrators").add_subparsers(
         required=True
@@ -64,14 +95,23 @@ def _parser() -> argparse.ArgumentParser:
     new_user.add_argument("--email", required=True)
     new_user.add_argument("--devices", type=int, default=1, help="verified TOTP devices to add")
     new_user.set_defaults(run=_create_user)
+
+    key_commands = commands.add_parser("keys", help="server keys").add_subparsers(required=True)
+    key_commands.add_parser(
+        "reseal", help="re-encrypt every TOTP secret under the current NESTAUTH_SECRET_KEY"
+    ).set_defaults(run=_reseal)
     return parser
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    keys.Keyring.of(settings)  # on a shared database each process would make its own key
+    cli_support.check_listen_address(settings, args.host)
     if db.is_sqlite(db.async_url(settings.database_url)):
         migrations.upgrade(settings.database_url)  # the embedded default is ready on first run
+    else:
+        cli_support.check_migrated(settings)
     uvicorn.run(
         "nestauth.app:create_app",
         factory=True,
@@ -81,8 +121,34 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         log_level="info",
         # SIGTERM: stop accepting, let in-flight requests finish, then exit within this bound.
         timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
+        # X-Forwarded-For/-Proto from NESTAUTH_TRUSTED_PROXIES only. Uvicorn's own default
+        # trusts 127.0.0.1 (or FORWARDED_ALLOW_IPS): any local process could name any client.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=list(settings.trusted_proxies),
+        **http_limits.uvicorn_options(settings),
+        # nestauth.access writes one JSON line per request; uvicorn's own would repeat it.
+        access_log=False,
+        log_config=http_limits.log_config(),
     )
     return 0
+
+
+def _prune(settings: Settings, _args: argparse.Namespace) -> int:
+    report = asyncio.run(_run_prune(settings))
+    for table, deleted in report.counts.items():
+        print(f"{table}: {deleted}")
+    if not report.complete:
+        print("nestauth: another process is pruning; stopped early", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _run_prune(settings: Settings) -> housekeeping.PruneReport:
+    engine = db.create_engine(settings.database_url, settings)
+    try:
+        return await housekeeping.prune(db.session_factory(engine), settings, utcnow())
+    finally:
+        await engine.dispose()
 
 
 def _upgrade(settings: Settings, _args: argparse.Namespace) -> int:
@@ -93,13 +159,13 @@ def _upgrade(settings: Settings, _args: argparse.Namespace) -> int:
 
 def _create_admin(settings: Settings, args: argparse.Namespace) -> int:
     password = _read_password(args.password_stdin)
-    if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
-        print(
-            f"nestauth: the password must have {MIN_PASSWORD_LENGTH} to "
-            f"{MAX_PASSWORD_LENGTH} characters",
-            file=sys.stderr,
-        )
-        return 2
+    fields = {"email": args.email, "password": password, "role": args.role}
+    problem = cli_support.invalid_admin_input(
+        {**fields, "name": args.name} if args.name is not None else fields
+    )
+    if problem:
+        return _fail(problem, 2)
+    cli_support.check_migrated(settings)
     try:
         admin_id = asyncio.run(_insert_admin(settings, args, password))
     except ApiError as exc:
@@ -142,7 +208,7 @@ def _create_user(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _insert_user(settings: Settings, email: str, devices: int) -> dict[str, object]:
     engine = db.create_engine(settings.database_url, settings)
-    box = SecretBox(settings.secret_key)
+    box = SecretBox.for_settings(settings)
     try:
         async with db.session_factory(engine)() as session, session.begin():
             user = await users.create_user(session, email=email)
@@ -157,6 +223,29 @@ async def _insert_user(settings: Settings, email: str, devices: int) -> dict[str
                 "userId": str(user.id),
                 "devices": [{"id": str(d.id), "deviceName": d.device_name} for d in added],
             }
+    finally:
+        await engine.dispose()
+
+
+def _reseal(settings: Settings, _args: argparse.Namespace) -> int:
+    box = SecretBox.for_settings(settings)
+    cli_support.check_migrated(settings)
+    report = asyncio.run(_run_reseal(settings, box))
+    print(f"resealed {report.resealed} of {report.checked} TOTP secrets under the current key")
+    if report.unreadable:
+        ids = ", ".join(str(device_id) for device_id in report.unreadable)
+        return _fail(
+            f"{len(report.unreadable)} TOTP secrets open under none of the configured keys "
+            f"(devices {ids}); their users must enrol again",
+            1,
+        )
+    return 0
+
+
+async def _run_reseal(settings: Settings, box: SecretBox) -> reseal.ResealReport:
+    engine = db.create_engine(settings.database_url, settings)
+    try:
+        return await reseal.reseal_totp_secrets(db.session_factory(engine), box)
     finally:
         await engine.dispose()
 

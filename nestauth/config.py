@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
+import stat
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 MIN_SECRET_KEY_LENGTH = 32
+MIN_SECRET_DISTINCT_CHARACTERS = 8  # refuses "aaaa…", "abababab…", a key of spaces
 
 
 class ConfigError(Exception):
@@ -57,6 +63,40 @@ def _origins(name: str, raw: str) -> tuple[str, ...]:
     return origins
 
 
+def _networks(name: str, raw: str) -> tuple[str, ...]:
+    """IP addresses and CIDR networks, normalised: uvicorn would take a malformed entry
+    (or `10.0.0.1/8`, host bits set) for a literal host name and silently never match."""
+    try:
+        return tuple(
+            str(ipaddress.ip_network(entry.strip(), strict=False))
+            for entry in raw.split(",")
+            if entry.strip()
+        )
+    except ValueError as exc:
+        raise ConfigError(name, f"expected IP addresses or CIDR networks: {exc}") from None
+
+
+def _one_of(*allowed: str) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        value = raw.strip()
+        if value not in allowed:
+            raise ConfigError(name, f"expected one of {', '.join(allowed)}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _secret(name: str, raw: str) -> str:
+    return check_secret(name, raw)
+
+
+def _previous_keys(name: str, raw: str) -> tuple[str, ...]:
+    keys = tuple(k.strip() for k in raw.split(",") if k.strip())
+    for number, key in enumerate(keys, start=1):
+        check_secret(name, key, f"key {number}")
+    return keys
+
+
 def _path(_name: str, raw: str) -> Path:
     return Path(raw.strip())
 
@@ -72,7 +112,15 @@ class Settings:
     # Both defaults depend on var_dir: from_env reads them itself.
     database_url: str
     secret_key: str
-    admin_secret: str | None = env("NESTAUTH_ADMIN_SECRET", None)
+    previous_secret_keys: tuple[str, ...] = env("NESTAUTH_PREVIOUS_SECRET_KEYS", (), _previous_keys)
+    admin_secret: str | None = env("NESTAUTH_ADMIN_SECRET", None, _secret)
+    admin_signup_max_failures: int = env("NESTAUTH_ADMIN_SIGNUP_MAX_FAILURES", 5, _positive_int)
+    admin_signup_max_failures_total: int = env(
+        "NESTAUTH_ADMIN_SIGNUP_MAX_FAILURES_TOTAL", 20, _positive_int
+    )
+    admin_signup_lock_seconds: int = env(
+        "NESTAUTH_ADMIN_SIGNUP_LOCK_SECONDS", 15 * 60, _positive_int
+    )
     cookie_secure: bool = env("NESTAUTH_COOKIE_SECURE", True, _boolean)
     mfa_required: bool = env("NESTAUTH_MFA_REQUIRED", False, _boolean)
     admin_session_idle_seconds: int = env(
@@ -82,6 +130,7 @@ class Settings:
         "NESTAUTH_ADMIN_SESSION_ABSOLUTE_SECONDS", 12 * 60 * 60, _positive_int
     )
     csrf_allowed_origins: tuple[str, ...] = env("NESTAUTH_CSRF_ALLOWED_ORIGINS", (), _origins)
+    trusted_proxies: tuple[str, ...] = env("NESTAUTH_TRUSTED_PROXIES", (), _networks)
     admin_login_max_failures: int = env("NESTAUTH_ADMIN_LOGIN_MAX_FAILURES", 5, _positive_int)
     admin_login_lock_seconds: int = env("NESTAUTH_ADMIN_LOGIN_LOCK_SECONDS", 15 * 60, _positive_int)
     max_body_bytes: int = env("NESTAUTH_MAX_BODY_BYTES", 64 * 1024, _positive_int)
@@ -95,12 +144,28 @@ class Settings:
     mfa_max_failures: int = env("NESTAUTH_MFA_MAX_FAILURES", 5, _positive_int)
     mfa_lock_seconds: int = env("NESTAUTH_MFA_LOCK_SECONDS", 15 * 60, _positive_int)
     totp_issuer: str = env("NESTAUTH_TOTP_ISSUER", "nestauth")
+    totp_setup_seconds: int = env("NESTAUTH_TOTP_SETUP_SECONDS", 10 * 60, _positive_int)
+    reauth_window_seconds: int = env("NESTAUTH_REAUTH_WINDOW_SECONDS", 5 * 60, _positive_int)
     db_connect_timeout_seconds: int = env("NESTAUTH_DB_CONNECT_TIMEOUT_SECONDS", 5, _positive_int)
     db_statement_timeout_ms: int = env("NESTAUTH_DB_STATEMENT_TIMEOUT_MS", 10_000, _positive_int)
     db_pool_size: int = env("NESTAUTH_DB_POOL_SIZE", 5, _positive_int)
     db_pool_timeout_seconds: int = env("NESTAUTH_DB_POOL_TIMEOUT_SECONDS", 5, _positive_int)
     shutdown_timeout_seconds: int = env("NESTAUTH_SHUTDOWN_TIMEOUT_SECONDS", 10, _positive_int)
     validate_responses: bool = env("NESTAUTH_VALIDATE_RESPONSES", False, _boolean)
+    password_hash_profile: str = env(
+        "NESTAUTH_PASSWORD_HASH_PROFILE", "default", _one_of("default", "test")
+    )
+    http_header_timeout_seconds: int = env(
+        "NESTAUTH_HTTP_HEADER_TIMEOUT_SECONDS", 10, _positive_int
+    )
+    http_keep_alive_seconds: int = env("NESTAUTH_HTTP_KEEP_ALIVE_SECONDS", 5, _positive_int)
+    http_max_concurrency: int = env("NESTAUTH_HTTP_MAX_CONCURRENCY", 1000, _positive_int)
+    http_max_header_bytes: int = env("NESTAUTH_HTTP_MAX_HEADER_BYTES", 16 * 1024, _positive_int)
+    prune_interval_seconds: int = env("NESTAUTH_PRUNE_INTERVAL_SECONDS", 15 * 60, _positive_int)
+    prune_grace_seconds: int = env("NESTAUTH_PRUNE_GRACE_SECONDS", 24 * 60 * 60, _positive_int)
+    # None: audit events are kept forever.
+    audit_retention_days: int | None = env("NESTAUTH_AUDIT_RETENTION_DAYS", None, _positive_int)
+    metrics_token: str | None = env("NESTAUTH_METRICS_TOKEN", None)  # None: /metrics is a 404
     var_dir: Path = env("NESTAUTH_VAR_DIR", Path("var"), _path)
 
     @classmethod
@@ -112,11 +177,12 @@ class Settings:
             if "env" in spec.metadata
         }
         var_dir = values["var_dir"]
+        database_url = _read(
+            environ, "NESTAUTH_DATABASE_URL", f"sqlite:///{var_dir}/nestauth.db", _text
+        )
         return cls(
-            database_url=_read(
-                environ, "NESTAUTH_DATABASE_URL", f"sqlite:///{var_dir}/nestauth.db", _text
-            ),
-            secret_key=_secret_key(environ, var_dir),
+            database_url=database_url,
+            secret_key=_secret_key(environ, var_dir, generate=_is_sqlite(database_url)),
             **values,
         )
 
@@ -130,14 +196,36 @@ def _read(
     return parse(name, raw)
 
 
-def _secret_key(environ: Mapping[str, str], var_dir: Path) -> str:
+def _secret_key(environ: Mapping[str, str], var_dir: Path, *, generate: bool) -> str:
+    """Empty when unset on a shared database: each process would otherwise make its own
+    key; whatever needs a key then refuses to start (services.keys.Keyring.of)."""
     name = "NESTAUTH_SECRET_KEY"
     raw = environ.get(name)
     if raw is not None:
-        if len(raw) < MIN_SECRET_KEY_LENGTH:
-            raise ConfigError(name, f"must be at least {MIN_SECRET_KEY_LENGTH} characters")
-        return raw
-    return _load_or_create_key_file(var_dir / "secret.key")
+        return check_secret(name, raw)
+    return _load_or_create_key_file(var_dir / "secret.key") if generate else ""
+
+
+def _is_sqlite(database_url: str) -> bool:
+    try:
+        return make_url(database_url).get_backend_name() == "sqlite"
+    except ArgumentError:
+        raise ConfigError("NESTAUTH_DATABASE_URL", "not a database URL") from None
+
+
+def check_secret(name: str, value: str, what: str = "") -> str:
+    """Long and varied enough to resist guessing; the message never shows the value."""
+    subject = f"{what} " if what else ""
+    if len(value) < MIN_SECRET_KEY_LENGTH:
+        raise ConfigError(name, f"{subject}must be at least {MIN_SECRET_KEY_LENGTH} characters")
+    if len({c for c in value if not c.isspace()}) < MIN_SECRET_DISTINCT_CHARACTERS:
+        raise ConfigError(
+            name,
+            f"{subject}is too uniform: use at least {MIN_SECRET_DISTINCT_CHARACTERS} different "
+            "non-blank characters (generate one: python -c 'import secrets; "
+            "print(secrets.token_urlsafe(48))')",
+        )
+    return value
 
 
 def _load_or_create_key_file(path: Path) -> str:
@@ -146,18 +234,29 @@ def _load_or_create_key_file(path: Path) -> str:
     Several processes may start at once (`serve --workers N`): the key is written to a
     private temporary file and linked into place atomically; a loser reads the winner's.
     """
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".secret-")  # mode 0600
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_urlsafe(48))
-            os.link(temporary, path)
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(temporary)
-    key = path.read_text().strip()
-    if len(key) < MIN_SECRET_KEY_LENGTH:
-        raise ConfigError("NESTAUTH_SECRET_KEY", f"key file {path} is too short")
-    return key
+    try:
+        if not path.exists():
+            _create_key_file(path)
+        mode = stat.S_IMODE(path.stat().st_mode)
+        key = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError("NESTAUTH_VAR_DIR", f"cannot use {path}: {exc.strerror}") from None
+    if mode & 0o077:
+        raise ConfigError(
+            "NESTAUTH_SECRET_KEY",
+            f"key file {path} is readable by others (mode {mode:o}): chmod 600 {path}",
+        )
+    return check_secret("NESTAUTH_SECRET_KEY", key, f"key file {path}")
+
+
+def _create_key_file(path: Path) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".secret-")  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+        os.link(temporary, path)
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(temporary)

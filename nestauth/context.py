@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,7 +25,6 @@ class Runtime:
     """App-wide state; the engine is made and disposed in the lifespan, never at import."""
 
     settings: Settings
-    secret_box: SecretBox
     roles_by_operation: dict[str, str]
     setup_token_operations: frozenset[str] = frozenset()
     clock: Callable[[], datetime] = utcnow
@@ -41,6 +41,11 @@ class Runtime:
         if method in READ_METHODS and self.read_sessions is not None:
             return self.read_sessions
         return self.sessions
+
+    @property
+    def secret_box(self) -> SecretBox:
+        """Follows the settings' keys (one box per set of keys, cached)."""
+        return SecretBox.for_settings(self.settings)
 
 
 @dataclass
@@ -76,12 +81,31 @@ class RequestContext:
 
     @property
     def meta(self) -> RequestMeta:
-        client = self.scope.get("client")
         agent = self.header("user-agent")
         return RequestMeta(
-            ip=client[0] if client else None,
+            ip=client_ip(self.scope),
             user_agent=agent[:512] if agent else None,
         )
+
+
+def client_ip(scope: MutableMapping[str, Any]) -> str | None:
+    """The client's address in canonical form, or None when it is not an IP address.
+
+    The scope's client is the peer, or what a trusted proxy's X-Forwarded-For named once
+    uvicorn's ProxyHeadersMiddleware has applied NESTAUTH_TRUSTED_PROXIES (`nestauth serve`,
+    and the app itself for other servers). Whatever a proxy wrote is still text from outside:
+    only a parsed address is stored, without an IPv6 zone (unbounded), so it fits its column.
+    """
+    client = scope.get("client")
+    if not client or not isinstance(client[0], str):
+        return None
+    try:
+        address = ipaddress.ip_address(client[0].partition("%")[0])
+    except ValueError:
+        return None
+    # A dual-stack socket reports IPv4 clients as ::ffff:a.b.c.d: store them as IPv4.
+    mapped = getattr(address, "ipv4_mapped", None)
+    return str(mapped or address)
 
 
 def operation_id(scope: MutableMapping[str, Any]) -> str:

@@ -112,6 +112,7 @@ def create_engine(url: str, settings: Settings | None = None) -> AsyncEngine:
             pool_size=1,
             max_overflow=0,
             pool_timeout=limits.db_pool_timeout_seconds,
+            hide_parameters=True,  # token digests in exception messages would reach the logs
         )
         _lock_watches[engine.sync_engine] = watch
         _configure_sqlite(engine)
@@ -122,6 +123,7 @@ def create_engine(url: str, settings: Settings | None = None) -> AsyncEngine:
         pool_size=limits.db_pool_size,
         pool_timeout=limits.db_pool_timeout_seconds,
         connect_args={"connect_timeout": limits.db_connect_timeout_seconds},
+        hide_parameters=True,  # token digests in exception messages would reach the logs
     )
     _configure_postgresql(engine, limits.db_statement_timeout_ms)
     return engine

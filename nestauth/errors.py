@@ -45,6 +45,14 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+class InternalError(ApiError):
+    status_code, code, message = 500, "INTERNAL_ERROR", "Internal server error"
+
+
+class ValidationFailed(ApiError):
+    status_code, code, message = 400, "VALIDATION_FAILED", "Validation failed"
+
+
 class SessionInvalid(ApiError):
     status_code, code, message = 401, "SESSION_INVALID", "Invalid admin session"
 
@@ -81,6 +89,12 @@ class MissingPermissions(ApiError):
     status_code = 403
     code = "MISSING_REQUIRED_PERMISSIONS"
     message = "Your role does not allow this action"
+
+
+class ReauthenticationRequired(ApiError):
+    status_code = 403
+    code = "REAUTHENTICATION_REQUIRED"
+    message = "Sign in again, or confirm with a current TOTP code (without MFA: your password)"
 
 
 class AdminBootstrapClosed(ApiError):
@@ -123,6 +137,20 @@ class PayloadTooLarge(ApiError):
     status_code, code, message = 413, "PAYLOAD_TOO_LARGE", "Request body is too large"
 
 
+class RequestTimeout(ApiError):
+    """Sent by the HTTP layer (`nestauth.http_limits`): the request's headers came too slowly."""
+
+    status_code, code, message = 408, "REQUEST_TIMEOUT", "Request headers not received in time"
+
+
+class HeaderFieldsTooLarge(ApiError):
+    """Sent by the HTTP layer (`nestauth.http_limits`): request line and headers over the cap."""
+
+    status_code = 431
+    code = "HEADER_FIELDS_TOO_LARGE"
+    message = "Request line and headers are too large"
+
+
 class RateLimited(ApiError):
     status_code, code, message = 429, "RATE_LIMITED", "Too many attempts; try again later"
 
@@ -130,6 +158,21 @@ class RateLimited(ApiError):
         super().__init__(
             details={"retryAfter": retry_after}, headers={"Retry-After": str(retry_after)}
         )
+
+
+class SecretKeyMismatch(ApiError):
+    """A stored secret that none of the configured server keys opens. Not the client's fault
+    and not transient (a retry cannot help until an operator restores the key): 500, with a
+    code of its own so that it is told apart from a bug."""
+
+    status_code, code = 500, "SECRET_KEY_MISMATCH"
+    message = "A stored secret cannot be decrypted with the server's keys; contact the operator"
+
+
+class RequestRejected(ApiError):
+    """A 4xx the framework raised with a status nestauth has no specific code for."""
+
+    status_code, code, message = 400, "REQUEST_REJECTED", "Request rejected"
 
 
 class ServiceUnavailable(ApiError):
@@ -154,6 +197,33 @@ FRAMEWORK_CODES = {
     413: "PAYLOAD_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
 }
+
+
+def framework_code(status: int) -> str:
+    """The code for a status raised by Connexion or Starlette: a server fault stays a
+    server fault (500 INTERNAL_ERROR, 501 too), never the client's VALIDATION_FAILED."""
+    if status in FRAMEWORK_CODES:
+        return FRAMEWORK_CODES[status]
+    return InternalError.code if status >= 500 else RequestRejected.code
+
+
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")  # as nestauth.observability
+
+
+def request_id(request: ConnexionRequest) -> str:
+    """The client's X-Request-ID when it is a plain token (it goes into logs and the
+    response), otherwise a new one."""
+    given = request.headers.get("x-request-id", "")
+    return given if _SANE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+
+def _server_fault(
+    request: ConnexionRequest, status: int, what: str, **log_kw: Any
+) -> ConnexionResponse:
+    """Logged once, with the id the client is told; no detail in the body."""
+    rid = request_id(request)
+    log.error("%s (status %s), request id %s", what, status, rid, **log_kw)
+    return _response(status, InternalError.code, f"Internal server error (request id {rid})")
 
 
 def envelope(
@@ -202,10 +272,21 @@ async def handle_api_error(_request: ConnexionRequest, exc: ApiError) -> Connexi
     return _response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
 
 
-async def handle_problem(_request: ConnexionRequest, exc: ProblemException) -> ConnexionResponse:
-    status = exc.status if exc.status in FRAMEWORK_CODES else 400
+async def handle_problem(request: ConnexionRequest, exc: ProblemException) -> ConnexionResponse:
+    status = _status(exc.status)
+    if status >= 500:
+        # The detail may quote a response body (NonConformingResponseBody): not logged.
+        return _server_fault(request, status, type(exc).__name__)
     message = _first_line(exc.detail) or _first_line(exc.title) or HTTPStatus(status).phrase
-    return _response(status, FRAMEWORK_CODES[status], message, headers=exc.headers)
+    return _response(status, framework_code(status), message, headers=exc.headers)
+
+
+_ERROR_STATUSES = frozenset(status.value for status in HTTPStatus if status.value >= 400)
+
+
+def _status(status: object) -> int:
+    """A status the envelope can carry (it needs a reason phrase); else a server fault."""
+    return status if isinstance(status, int) and status in _ERROR_STATUSES else 500
 
 
 class KnownRoutes:
@@ -236,7 +317,9 @@ def http_exception_handler(known_routes: KnownRoutes) -> Any:
     async def handle_http_exception(
         request: ConnexionRequest, exc: HTTPException
     ) -> ConnexionResponse:
-        status = exc.status_code if exc.status_code in FRAMEWORK_CODES else 400
+        status = _status(exc.status_code)
+        if status >= 500:
+            return _server_fault(request, status, type(exc).__name__)
         headers = dict(exc.headers or {})  # keeps Allow on 405
         message = _first_line(exc.detail) or HTTPStatus(status).phrase
         raw_path = request.scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0]
@@ -246,7 +329,7 @@ def http_exception_handler(known_routes: KnownRoutes) -> Any:
         if allowed:
             # Connexion routes each operation apart, so its Allow names one operation only.
             headers["Allow"] = ", ".join(sorted(m.upper() for m in allowed))
-        return _response(status, FRAMEWORK_CODES[status], message, headers=headers)
+        return _response(status, framework_code(status), message, headers=headers)
 
     return handle_http_exception
 
@@ -259,9 +342,7 @@ async def handle_unexpected(request: ConnexionRequest, exc: Exception) -> Connex
     if is_database_unavailable(exc):
         log.warning("database unavailable: %s", type(exc).__name__)
         return _response(503, ServiceUnavailable.code, ServiceUnavailable.message)
-    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-    log.error("unhandled error, request id %s", request_id, exc_info=exc)
-    return _response(500, "INTERNAL_ERROR", f"Internal server error (request id {request_id})")
+    return _server_fault(request, 500, "unhandled error", exc_info=exc)
 
 
 def is_database_unavailable(exc: BaseException) -> bool:

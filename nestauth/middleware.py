@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from nestauth.context import SCOPE_KEY, RequestContext, Runtime, operation_id
 from nestauth.db import STATEMENT_TIMEOUTS, THREADED_READS, is_statement_timeout
 from nestauth.errors import (
     PayloadTooLarge,
     StatementTimeout,
+    ValidationFailed,
     envelope_bytes,
     is_database_unavailable,
 )
@@ -36,7 +39,12 @@ class BodySizeLimitMiddleware:
             return
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+        if declared is not None and not declared.isdigit():
+            # Servers refuse this before the app; in process it reached Connexion's int().
+            await _send_envelope(send, 400, ValidationFailed.code, "Content-Length: not a number")
+            return
+        # Length first: int() refuses more than 4300 digits.
+        if declared is not None and (len(declared) > 18 or int(declared) > self.max_bytes):
             await _send_envelope(send, 413, PayloadTooLarge.code, PayloadTooLarge.message)
             return
         if declared is None and b"chunked" in headers.get(b"transfer-encoding", b"").lower():
@@ -182,3 +190,92 @@ async def _send_envelope(send: Send, status: int, code: str, message: str) -> No
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+class SecurityHeadersMiddleware:
+    """Browser hardening headers on every response, error envelopes and redirects included.
+
+    Tokens, TOTP secrets and recovery codes travel in response bodies: nothing is cached.
+    A redirect never names a host: Starlette builds absolute ones from the request's Host
+    header, which a client chooses.
+    """
+
+    def __init__(self, app: ASGIApp, *, runtime: Runtime) -> None:
+        self.app, self.runtime = app, runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        hsts = self.runtime.settings.cookie_secure
+
+        async def send_secured(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": _secured(message.get("headers", []), hsts)}
+            await send(message)
+
+        await self.app(scope, receive, send_secured)
+
+
+# JSON needs no sources at all (OWASP REST Security cheat sheet). The HTML we serve (Swagger
+# UI) loads its own scripts and styles only; its spec and "try it out" calls go to this origin.
+API_CSP = b"default-src 'none'; frame-ancestors 'none'"
+HTML_CSP = (
+    b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    b"connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; "
+    b"frame-ancestors 'none'"
+)
+SECURITY_HEADERS = [
+    (b"cache-control", b"no-store"),
+    (b"pragma", b"no-cache"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+]
+HSTS = (b"strict-transport-security", b"max-age=31536000")
+_REPLACED = {*dict(SECURITY_HEADERS), HSTS[0], b"content-security-policy", b"referrer-policy"}
+
+
+def _secured(headers: Any, hsts: bool) -> list[tuple[bytes, bytes]]:
+    kept = [(k, v) for k, v in headers if k.lower() not in _REPLACED]
+    html = any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in kept)
+    secured = [(k, _relative(v) if k.lower() == b"location" else v) for k, v in kept]
+    secured += SECURITY_HEADERS
+    # Under `no-referrer` a page's form posts carry `Origin: null` (Fetch standard; seen in
+    # Chromium), which the CSRF Origin rule refuses: pages keep it for their own origin.
+    secured.append((b"referrer-policy", b"same-origin" if html else b"no-referrer"))
+    secured.append((b"content-security-policy", HTML_CSP if html else API_CSP))
+    if hsts:
+        secured.append(HSTS)
+    return secured
+
+
+def _relative(location: bytes) -> bytes:
+    """A redirect target that names a scheme or host, reduced to its path, query and fragment.
+    Leading slashes and backslashes collapse to one: `//host` and `/\\host` leave the site."""
+    parts = urlsplit(location.decode("latin-1"))
+    if not (parts.scheme or parts.netloc or parts.path.startswith(("\\", "/\\"))):
+        return location
+    path = "/" + parts.path.lstrip("/\\")
+    return urlunsplit(("", "", path, parts.query, parts.fragment)).encode("latin-1")
+
+
+class TrustedProxiesMiddleware:
+    """X-Forwarded-For and -Proto count only from NESTAUTH_TRUSTED_PROXIES, by uvicorn's own
+    rule (its ProxyHeadersMiddleware), for any server: `nestauth serve` has uvicorn apply the
+    same list before the app, and a second pass changes nothing."""
+
+    def __init__(self, app: ASGIApp, *, runtime: Runtime) -> None:
+        self.app, self.runtime = app, runtime
+        self._by_proxies: dict[tuple[str, ...], Any] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        proxies = self.runtime.settings.trusted_proxies  # re-read per request, as all settings
+        if not proxies or scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if proxies not in self._by_proxies:
+            self._by_proxies[proxies] = ProxyHeadersMiddleware(
+                self.app,  # type: ignore[arg-type]  # uvicorn's own ASGI type aliases
+                trusted_hosts=list(proxies),
+            )
+        await self._by_proxies[proxies](scope, receive, send)

@@ -7,6 +7,7 @@ Connexion validates the request only after these pass.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from connexion.lifecycle import ConnexionRequest
 from connexion.security import NO_VALUE
@@ -26,6 +27,7 @@ from nestauth.services.audit import record_admin_action
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 ROLE_RANK = {"viewer": 0, "admin": 1, "owner": 2}
 CSRF_HEADER = "x-csrf-token"
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 async def user_from_bearer(token: str, request: ConnexionRequest) -> dict[str, Any]:
@@ -108,12 +110,36 @@ def _check_csrf(
     admin: admin_sessions.SignedInAdmin,
     allowed_origins: tuple[str, ...],
 ) -> None:
-    """Double submit bound to the session (OWASP CSRF cheat sheet), plus an Origin allow-list."""
-    origin = request.headers.get("origin")
-    if allowed_origins and origin is not None and origin.rstrip("/") not in allowed_origins:
-        raise CsrfOriginRejected()
+    """Double submit bound to the session (OWASP CSRF cheat sheet), plus an Origin rule.
+
+    The server's own origin is the scheme and Host the browser used, as Django's
+    CsrfViewMiddleware derives it: a page cannot set another site's Host, and a cookie is
+    only sent to its own host. Without Origin, the Referer's origin counts. With neither
+    (a script, not a browser: browsers send Origin on every unsafe cross-origin request,
+    `null` when hiding it), the CSRF token alone decides.
+    """
+    origin = request.headers.get("origin", request.headers.get("referer"))
+    if origin is not None:
+        own = f"{request.scope.get('scheme', 'http')}://{request.headers.get('host', '')}"
+        allowed = {_origin_of(o) for o in (own, *allowed_origins)} - {None}
+        if _origin_of(origin) not in allowed:
+            raise CsrfOriginRejected()
     if not admin_sessions.csrf_token_matches(admin, request.headers.get(CSRF_HEADER)):
         raise CsrfTokenInvalid()
+
+
+def _origin_of(url: str | None) -> str | None:
+    """`scheme://host:port` with the default port written out, or None if `url` has none."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url.strip())  # lowercases the scheme; .hostname lowercases the host
+        port = parts.port or DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:  # a port that is not a number
+        return None
+    if port is None or not parts.hostname:
+        return None
+    return f"{parts.scheme}://{parts.hostname}:{port}"
 
 
 def _check_role(role: str, required_role: str | None) -> None:

@@ -19,7 +19,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support import fresh_database, live_nestauth  # noqa: E402
+from tests.support import fresh_database, live_nestauth, make_settings  # noqa: E402
 
 ADMIN = ("contract-cli-owner@example.com", "a long admin password")
 USER = ("contract-cli-user@example.com", "a long user password")
@@ -53,7 +53,12 @@ def main() -> int:
         os.environ["NESTAUTH_TEST_DATABASE_URL"] = os.environ["NESTAUTH_CONTRACT_DATABASE_URL"]
     with tempfile.TemporaryDirectory() as tmp, fresh_database(backend, Path(tmp)) as url:
         workdir = Path(tmp)
-        env = {"NESTAUTH_DATABASE_URL": url, "NESTAUTH_COOKIE_SECURE": "false"}
+        env = {
+            "NESTAUTH_DATABASE_URL": url,
+            "NESTAUTH_SECRET_KEY": make_settings(url).secret_key,  # required off SQLite
+            "NESTAUTH_COOKIE_SECURE": "false",
+            "NESTAUTH_PASSWORD_HASH_PROFILE": "test",  # fuzzed logins at the cheap cost
+        }
         _create_admin(workdir, url)
         with live_nestauth(workdir, env) as base_url:
             signup = {"email": USER[0], "password": USER[1]}

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
 from nestauth.app import create_app
 from tests.support import Api, database_backends, fresh_database, make_settings
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Servers and CLI runs that tests start hash passwords at the cheap test cost too (the
+    production profile is exercised by tests that say so)."""
+    os.environ.setdefault("NESTAUTH_PASSWORD_HASH_PROFILE", "test")
 
 
 @pytest.fixture(scope="session", params=database_backends())
@@ -22,7 +29,8 @@ def database_url(
 def session_api(database_url: str) -> Iterator[Api]:
     settings = make_settings(database_url)
     app = create_app(settings)
-    with app.test_client() as client:
+    # A peer with an IP address, as a server sees (Starlette's default is "testclient").
+    with app.test_client(client=("127.0.0.1", 50000)) as client:
         yield Api(app=app, client=client, base_settings=settings)
 
 

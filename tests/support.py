@@ -27,7 +27,7 @@ from nestauth.models import AdminSession, Base, RecoveryCode, User, UserSession,
 from nestauth.services import admins, totp_devices, users
 
 T = TypeVar("T")
-ADMIN_SECRET = "bootstrap-secret-for-tests"
+ADMIN_SECRET = "bootstrap-secret-for-tests-0123456789"
 PASSWORD = "correct horse battery"
 PG_URL_ENV = "NESTAUTH_TEST_DATABASE_URL"
 
@@ -71,6 +71,8 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         admin_secret=ADMIN_SECRET,
         cookie_secure=False,  # the test client speaks plain http
         validate_responses=True,
+        password_hash_profile="test",  # argon2id at the smallest cost; production: test_services
+        prune_interval_seconds=7 * 24 * 60 * 60,  # no background prune in the middle of tests
     )
     return replace(base, **overrides)
 
@@ -119,6 +121,19 @@ class Api:
 
     def count(self, model: Any, *where: Any) -> int:
         return int(self.scalar(sa.select(sa.func.count()).select_from(model).where(*where)))
+
+    def snapshot(self) -> dict[str, list[str]]:
+        """Every row of every table, to show that a request changed nothing."""
+
+        async def read(session: AsyncSession) -> dict[str, list[str]]:
+            return {
+                table.name: sorted(
+                    repr(tuple(row)) for row in await session.execute(sa.select(table))
+                )
+                for table in Base.metadata.sorted_tables
+            }
+
+        return self.db(read)
 
     async def _wipe(self) -> None:
         async with self.runtime.engine.begin() as conn:

@@ -20,7 +20,7 @@ async def bootstrap_admin(*, body: dict[str, Any]) -> tuple[dict[str, Any], int]
     ctx = context.current()  # Connexion validates header parameters but never passes them
     admin = await admins.bootstrap_first_admin(
         ctx.session,
-        configured_secret=ctx.settings.admin_secret,
+        ctx.settings,
         given_secret=body.get("secretKey") or ctx.header(SECRET_HEADER),
         email=body["email"],
         password=body["password"],
@@ -64,7 +64,7 @@ async def log_in_admin(*, body: dict[str, Any]) -> JSONResponse:
 
 async def log_out_admin() -> JSONResponse:
     ctx = context.current()
-    await admin_sessions.revoke(ctx.session, ctx.admin_actor.session_id, ctx.now())
+    await admin_sessions.log_out(ctx.session, ctx.admin_actor, ctx.meta, ctx.now())
     response = JSONResponse({"message": "Logged out"})
     for name in (SESSION_COOKIE, CSRF_COOKIE):
         response.delete_cookie(name, path=COOKIE_PATH, secure=ctx.settings.cookie_secure)

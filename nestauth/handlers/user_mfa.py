@@ -9,9 +9,8 @@ from nestauth import context
 from nestauth.handlers.user_auth import tokens_view
 from nestauth.handlers.views import iso
 from nestauth.models import TotpDevice, User
-from nestauth.services import mfa, totp_devices, users
+from nestauth.services import mfa, step_up, users
 from nestauth.services import user_auth as auth
-from nestauth.services.audit import Actor
 
 
 def mfa_device_view(device: TotpDevice) -> dict[str, Any]:
@@ -29,6 +28,13 @@ def _user() -> User:
     user = context.current().user
     assert user is not None  # set by the security handler
     return user
+
+
+def _signed_in() -> step_up.SignedIn:
+    """The user and the session of an access token (not a setup-only token)."""
+    ctx = context.current()
+    assert ctx.user is not None and ctx.user_session is not None
+    return step_up.SignedIn(ctx.user, ctx.user_session)
 
 
 async def get_mfa_status() -> dict[str, Any]:
@@ -49,12 +55,11 @@ async def list_mfa_devices() -> dict[str, Any]:
     return {"data": [mfa_device_view(d) for d in await users.list_devices(ctx.session, user.id)]}
 
 
-async def delete_mfa_device(*, device_id: str) -> dict[str, Any]:
-    ctx, user = context.current(), _user()
-    removal = await totp_devices.remove_user_device(
-        ctx.session, user_id=user.id, device_id=uuid.UUID(device_id), revoke_sessions=False,
-        mfa_required=ctx.settings.mfa_required, actor=Actor("user", user.id, user.email),
-        meta=ctx.meta, now=ctx.now(),
+async def delete_mfa_device(*, device_id: str, body: Any = None) -> dict[str, Any]:
+    ctx = context.current()
+    removal = await step_up.remove_own_device(
+        ctx.session, ctx.settings, ctx.runtime.secret_box, _signed_in(), uuid.UUID(device_id),
+        step_up.Proof.of(body), ctx.meta, ctx.now(),
     )  # fmt: skip
     return {
         "message": "MFA device removed",
@@ -68,8 +73,9 @@ async def start_totp_setup(*, body: Any = None) -> dict[str, Any]:
     # The body is optional; sent without a Content-Type, Connexion hands over raw bytes.
     options = body if isinstance(body, dict) else {}
     enrolment = await mfa.start_enrolment(
-        ctx.session, ctx.settings, ctx.runtime.secret_box, user, options.get("deviceName")
-    )
+        ctx.session, ctx.settings, ctx.runtime.secret_box, user, options.get("deviceName"),
+        ctx.now(),
+    )  # fmt: skip
     return {
         "deviceId": str(enrolment.device.id),
         "secret": enrolment.secret,
@@ -92,9 +98,12 @@ async def verify_totp_setup(*, body: dict[str, Any]) -> dict[str, Any]:
     return {**tokens_view(tokens, "TOTP device verified"), "deviceId": str(device.id)}
 
 
-async def generate_recovery_codes() -> dict[str, Any]:
-    ctx, user = context.current(), _user()
-    codes = await mfa.new_recovery_codes(ctx.session, ctx.settings, user, ctx.now())
+async def generate_recovery_codes(*, body: Any = None) -> dict[str, Any]:
+    ctx = context.current()
+    codes = await step_up.regenerate_recovery_codes(
+        ctx.session, ctx.settings, ctx.runtime.secret_box, _signed_in(),
+        step_up.Proof.of(body), ctx.now(),
+    )  # fmt: skip
     return {"message": "Store these codes safely; they are shown only once", "codes": codes}
 
 

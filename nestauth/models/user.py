@@ -60,6 +60,9 @@ class UserSession(UuidPrimaryKey, Base):
     last_used_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+    # The last sign-in, or step-up proof, behind this session: factor changes need it recent.
+    # A refresh-token rotation is not a sign-in and leaves it as it is.
+    authenticated_at: Mapped[datetime] = mapped_column(default=utcnow)
     ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(512))
 

@@ -13,7 +13,7 @@ from nestauth.config import Settings
 from nestauth.errors import InvalidCredentials, SessionExpired, SessionInvalid
 from nestauth.models import Admin, AdminSession, core_table
 from nestauth.services import credentials, ratelimit, tokens
-from nestauth.services.audit import AdminActor, RequestMeta, record_event
+from nestauth.services.audit import AdminActor, RequestMeta, record_admin_action, record_event
 from nestauth.services.emails import normalize_email
 
 # Writing last_seen_at on every request would turn each read into a write; a minute of
@@ -59,6 +59,7 @@ class IssuedSession:
     token: str
     csrf_token: str
     expires_at: datetime
+    session_id: uuid.UUID
 
 
 def login_limit(settings: Settings) -> ratelimit.Limit:
@@ -92,7 +93,14 @@ async def log_in(
         await session.commit()
         raise InvalidCredentials()
     assert admin is not None
-    return await _issue(session, settings, admin, meta, now)
+    issued = await _issue(session, settings, admin, meta, now)
+    # Same transaction as the new session: no session without its event, nor the reverse.
+    await record_admin_action(
+        session, actor=AdminActor(admin.id, admin.email, admin.role, issued.session_id),
+        meta=meta, now=now, action="admin.login", target_type="admin_session",
+        target_id=issued.session_id, details={"role": admin.role},
+    )  # fmt: skip
+    return issued
 
 
 async def _issue(
@@ -100,20 +108,19 @@ async def _issue(
 ) -> IssuedSession:
     token, csrf_token = tokens.new_token(), tokens.new_token()
     expires_at = now + timedelta(seconds=settings.admin_session_absolute_seconds)
-    session.add(
-        AdminSession(
-            admin_id=admin.id,
-            token_hash=tokens.digest(token),
-            csrf_token_hash=tokens.digest(csrf_token),
-            created_at=now,
-            last_seen_at=now,
-            expires_at=expires_at,
-            ip=meta.ip,
-            user_agent=(meta.user_agent or "")[:512] or None,
-        )
+    admin_session = AdminSession(
+        admin_id=admin.id,
+        token_hash=tokens.digest(token),
+        csrf_token_hash=tokens.digest(csrf_token),
+        created_at=now,
+        last_seen_at=now,
+        expires_at=expires_at,
+        ip=meta.ip,
+        user_agent=(meta.user_agent or "")[:512] or None,
     )
+    session.add(admin_session)
     await session.flush()
-    return IssuedSession(admin=admin, token=token, csrf_token=csrf_token, expires_at=expires_at)
+    return IssuedSession(admin, token, csrf_token, expires_at, admin_session.id)
 
 
 async def authenticate(
@@ -144,3 +151,14 @@ async def revoke(session: AsyncSession, admin_session_id: object, now: datetime)
     admin_session = await session.get(AdminSession, admin_session_id)
     if admin_session is not None and admin_session.revoked_at is None:
         admin_session.revoked_at = now
+
+
+async def log_out(
+    session: AsyncSession, actor: AdminActor, meta: RequestMeta, now: datetime
+) -> None:
+    """Revokes the actor's own session and records it, in one transaction."""
+    await revoke(session, actor.session_id, now)
+    await record_admin_action(
+        session, actor=actor, meta=meta, now=now, action="admin.logout",
+        target_type="admin_session", target_id=actor.session_id,
+    )  # fmt: skip

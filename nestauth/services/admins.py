@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from nestauth.config import Settings
 from nestauth.errors import (
     AdminBootstrapClosed,
     AdminNotFound,
@@ -16,7 +17,7 @@ from nestauth.errors import (
     LastOwner,
 )
 from nestauth.models import Admin, AdminSession
-from nestauth.services import passwords
+from nestauth.services import passwords, ratelimit
 from nestauth.services.audit import AdminActor, RequestMeta, record_admin_action, record_event
 from nestauth.services.emails import flush_unique_email, normalize_email
 from nestauth.services.pagination import Page, paginate
@@ -24,6 +25,9 @@ from nestauth.services.tokens import same_secret
 
 # Arbitrary constant naming the bootstrap lock among PostgreSQL advisory locks.
 BOOTSTRAP_LOCK_ID = 0x6E61_6274
+_OWNERS_IN_ID_ORDER = (
+    select(Admin.id).where(Admin.role == "owner").order_by(Admin.id).with_for_update()
+)
 
 
 async def create_admin(
@@ -40,10 +44,20 @@ async def create_admin(
     return admin
 
 
+def signup_limits(settings: Settings) -> tuple[ratelimit.Limit, ratelimit.Limit]:
+    """Wrong bootstrap secrets, per client address and in all: the secret cannot be
+    guessed quickly, from one address or from many."""
+    window = timedelta(seconds=settings.admin_signup_lock_seconds)
+    return (
+        ratelimit.Limit("admin-signup-ip", settings.admin_signup_max_failures, window),
+        ratelimit.Limit("admin-signup", settings.admin_signup_max_failures_total, window),
+    )
+
+
 async def bootstrap_first_admin(
     session: AsyncSession,
+    settings: Settings,
     *,
-    configured_secret: str | None,
     given_secret: str | None,
     email: str,
     password: str,
@@ -51,13 +65,15 @@ async def bootstrap_first_admin(
     meta: RequestMeta,
     now: datetime,
 ) -> Admin:
-    """Creates the first admin as owner; the secret is checked before anything is revealed."""
-    if configured_secret is None:
+    """Creates the first admin as owner. Once closed, one answer whatever the secret: it is
+    checked only while the bootstrap is open, and rate limited."""
+    if settings.admin_secret is None:
         raise AdminBootstrapClosed("Bootstrap signup is disabled; use `nestauth admin create`")
-    if given_secret is None or not same_secret(given_secret, configured_secret):
-        raise AdminSecretInvalid()
+    if await _any_admin(session):
+        raise AdminBootstrapClosed()
+    await _check_bootstrap_secret(session, settings, given_secret, meta, now)
     await _serialize_bootstrap(session)
-    if await session.scalar(select(func.count()).select_from(Admin)):
+    if await _any_admin(session):
         raise AdminBootstrapClosed()
     admin = await create_admin(session, email=email, password=password, role="owner", name=name)
     await record_event(
@@ -73,6 +89,32 @@ async def bootstrap_first_admin(
         details={"role": admin.role},
     )
     return admin
+
+
+async def _any_admin(session: AsyncSession) -> bool:
+    return await session.scalar(select(Admin.id).limit(1)) is not None
+
+
+async def _check_bootstrap_secret(
+    session: AsyncSession,
+    settings: Settings,
+    given_secret: str | None,
+    meta: RequestMeta,
+    now: datetime,
+) -> None:
+    """Limits first (a blocked client learns nothing, even with the right secret); a wrong
+    secret counts against the client and the total, committed although the request fails."""
+    per_ip, total = signup_limits(settings)
+    subjects = ((per_ip, meta.ip or "unknown"), (total, "all"))
+    for limit, subject in subjects:  # always in this order: no lock-order deadlock
+        await ratelimit.ensure_allowed(session, limit, subject, now)
+    assert settings.admin_secret is not None
+    if given_secret is not None and same_secret(given_secret, settings.admin_secret):
+        return
+    for limit, subject in subjects:
+        await ratelimit.record_failure(session, limit, subject, now)
+    await session.commit()
+    raise AdminSecretInvalid()
 
 
 async def _serialize_bootstrap(session: AsyncSession) -> None:
@@ -114,11 +156,12 @@ async def update_admin(
     now: datetime,
 ) -> Admin:
     """A demotion or a new password ends the admin's sessions at once (ASVS 3.3.3)."""
+    owners = await _lock_owners(session) if "role" in changes else []
     admin = await get_admin(session, admin_id, lock=True)
     changed = []
     if "role" in changes and changes["role"] != admin.role:
         if admin.role == "owner":
-            await _ensure_another_owner(session, admin.id)
+            _ensure_another_owner(owners, admin.id)
         admin.role = changes["role"]
         changed.append("role")
     if "name" in changes and changes["name"] != admin.name:
@@ -145,9 +188,10 @@ async def delete_admin(
     now: datetime,
 ) -> None:
     """Sessions go with the admin (ON DELETE CASCADE), so its tokens fail at once."""
+    owners = await _lock_owners(session)
     admin = await get_admin(session, admin_id, lock=True)
     if admin.role == "owner":
-        await _ensure_another_owner(session, admin.id)
+        _ensure_another_owner(owners, admin.id)
     await session.execute(delete(Admin).where(Admin.id == admin_id))
     await record_admin_action(
         session, actor=actor, meta=meta, now=now, action="admin.deleted",
@@ -163,11 +207,16 @@ async def get_admin(session: AsyncSession, admin_id: uuid.UUID, *, lock: bool = 
     return admin
 
 
-async def _ensure_another_owner(session: AsyncSession, owner_id: uuid.UUID) -> None:
-    """Locks every owner row, so two owners removing each other cannot leave none."""
-    owners = (
-        await session.scalars(select(Admin.id).where(Admin.role == "owner").with_for_update())
-    ).all()
+async def _lock_owners(session: AsyncSession) -> list[uuid.UUID]:
+    """Locks every owner row, in id order and in one statement, before the target is
+    touched: two owners removing each other then queue on the same first row instead of
+    each holding the row the other waits for (a deadlock, 503, on PostgreSQL). A row
+    demoted meanwhile is re-checked after the wait and left out."""
+    return list((await session.scalars(_OWNERS_IN_ID_ORDER)).all())
+
+
+def _ensure_another_owner(owners: list[uuid.UUID], owner_id: uuid.UUID) -> None:
+    """The owners are locked, so none of them can be removed before this change commits."""
     if not set(owners) - {owner_id}:
         raise LastOwner()
 

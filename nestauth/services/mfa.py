@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from nestauth.config import Settings
 from nestauth.errors import DeviceLimitReached, MfaCodeInvalid, MfaTokenInvalid, TotpDeviceNotFound
 from nestauth.models import MfaChallenge, RecoveryCode, TotpDevice, User, core_table
-from nestauth.services import ratelimit, tokens, totp, totp_devices, users
+from nestauth.services import keys, ratelimit, tokens, totp, totp_devices, users
 from nestauth.services.secrets import SecretBox
 
 log = logging.getLogger("nestauth.mfa")
@@ -97,10 +97,15 @@ async def check_totp(
     order), then replay: a code already accepted for that device is refused and logged."""
     limit = mfa_limit(settings)
     await ratelimit.ensure_allowed(session, limit, str(user.id), now)
-    for device in await users.list_devices(session, user.id):
-        if not device.verified:
-            continue
-        step = totp.matching_step(totp_devices.device_secret(box, device), otp, now)
+    # Every secret opened before any code is compared: one that no key opens fails the step
+    # before it can become an uncounted guess against the others.
+    opened = [
+        (device, totp_devices.device_secret(box, device))
+        for device in await users.list_devices(session, user.id)
+        if device.verified
+    ]
+    for device, secret in opened:
+        step = totp.matching_step(secret, otp, now)
         if step is None:
             continue
         if await totp.claim_step(session, device.id, step, now):
@@ -118,18 +123,29 @@ async def _fail(
     raise MfaCodeInvalid()
 
 
+def _setup_cutoff(settings: Settings, now: datetime) -> datetime:
+    """Enrolments started at or before this moment have expired."""
+    return now - timedelta(seconds=settings.totp_setup_seconds)
+
+
 async def start_enrolment(
     session: AsyncSession,
     settings: Settings,
     box: SecretBox,
     user: User,
     device_name: str | None,
+    now: datetime,
 ) -> Enrolment:
-    devices = await users.list_devices(session, user.id)
-    if len(devices) >= MAX_DEVICES:
+    """Only verified devices count to the cap: ten abandoned setups once locked a user
+    holding a setup-only token out of enrolling at all."""
+    cutoff = _setup_cutoff(settings, now)
+    devices = await totp_devices.make_room_for_enrolment(session, user.id, cutoff)
+    if sum(d.verified for d in devices) >= MAX_DEVICES:
         raise DeviceLimitReached()
     name = device_name or f"Authenticator {len(devices) + 1}"
-    device, secret = await totp_devices.add_device(session, box, user_id=user.id, device_name=name)
+    device, secret = await totp_devices.add_device(
+        session, box, user_id=user.id, device_name=name, created_at=now
+    )
     url = totp.otpauth_url(secret, user.email, settings.totp_issuer)
     qr = segno.make(url, error="m").svg_data_uri(scale=4)
     return Enrolment(device, secret, url, qr)
@@ -145,14 +161,19 @@ async def finish_enrolment(
     otp: str,
     now: datetime,
 ) -> TotpDevice:
-    """Verifies a pending device; the code that verified it counts as used."""
-    pending = [d for d in await users.list_devices(session, user.id) if not d.verified]
+    """Verifies a pending (unexpired) device; the code that verified it counts as used."""
+    await totp_devices.lock_devices(session, user.id)
+    devices = await users.list_devices(session, user.id)
+    cutoff = _setup_cutoff(settings, now)
+    pending = [d for d in devices if totp_devices.is_pending(d, cutoff)]
     device = next(
         (d for d in pending if hmac.compare_digest(totp_devices.device_secret(box, d), secret)),
         None,
     )
     if device is None:
-        raise TotpDeviceNotFound("No pending TOTP setup with this secret")
+        raise TotpDeviceNotFound("No pending TOTP setup with this secret (or it expired)")
+    if sum(d.verified for d in devices) >= MAX_DEVICES:
+        raise DeviceLimitReached()
     limit = mfa_limit(settings)
     await ratelimit.ensure_allowed(session, limit, str(user.id), now)
     step = totp.matching_step(secret, otp, now)
@@ -164,11 +185,18 @@ async def finish_enrolment(
     return device
 
 
-def _recovery_digest(settings: Settings, code: str) -> str:
-    """Codes carry 50 random bits, so a keyed hash suffices (no slow hash needed)."""
-    normalized = code.strip().upper().replace("-", "").replace(" ", "")
-    key = hashlib.sha256(b"nestauth recovery v1" + settings.secret_key.encode()).digest()
-    return hmac.new(key, normalized.encode(), hashlib.sha256).hexdigest()
+def _recovery_digests(settings: Settings, code: str) -> list[str]:
+    """Codes carry 50 random bits, so a keyed hash suffices (no slow hash needed). The first
+    digest (current key) is the one stored; the others still match codes stored earlier:
+    under a previous server key, or under the HMAC key of releases before keys.derive_key
+    (sha256 of label + server key), which the stored codes of those releases need."""
+    normalized = code.strip().upper().replace("-", "").replace(" ", "").encode()
+    keyring = keys.Keyring.of(settings)
+    legacy = [hashlib.sha256(keys.RECOVERY_CODE + k.encode()).digest() for k in keyring.all]
+    return [
+        hmac.new(key, normalized, hashlib.sha256).hexdigest()
+        for key in (*keyring.derived(keys.RECOVERY_CODE), *legacy)
+    ]
 
 
 async def new_recovery_codes(
@@ -181,7 +209,9 @@ async def new_recovery_codes(
         raw = "".join(secrets.choice(RECOVERY_ALPHABET) for _ in range(10))
         codes.append(f"{raw[:5]}-{raw[5:]}")
         session.add(
-            RecoveryCode(user_id=user.id, code_hash=_recovery_digest(settings, raw), created_at=now)
+            RecoveryCode(
+                user_id=user.id, code_hash=_recovery_digests(settings, raw)[0], created_at=now
+            )
         )
     await session.flush()
     return codes
@@ -196,7 +226,7 @@ async def use_recovery_code(
         update(RecoveryCode)
         .where(
             RecoveryCode.user_id == user.id,
-            RecoveryCode.code_hash == _recovery_digest(settings, code),
+            RecoveryCode.code_hash.in_(_recovery_digests(settings, code)),
             RecoveryCode.used_at.is_(None),
         )
         .values(used_at=now)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,12 +11,16 @@ import pyotp
 from sqlalchemy import and_, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from nestauth.errors import TotpDeviceNotFound, UserNotFound
+from nestauth.errors import SecretKeyMismatch, TotpDeviceNotFound, UserNotFound
 from nestauth.models import RecoveryCode, TotpDevice, User, core_table
-from nestauth.services import user_sessions
+from nestauth.services import user_sessions, users
 from nestauth.services.audit import Actor, RequestMeta, record_action
-from nestauth.services.secrets import SecretBox
+from nestauth.services.secrets import SecretBox, SecretUnreadable
 
+log = logging.getLogger("nestauth.totp_devices")
+
+# Enrolments started and not verified yet, kept per user; a new one replaces the oldest.
+MAX_PENDING = 3
 # Built once, and Core (no ORM bookkeeping): the seed operation runs these on every call.
 _DEVICES, _USERS, _CODES = (core_table(model) for model in (TotpDevice, User, RecoveryCode))
 # The user (locked: concurrent removals of one user's devices queue here) and whether the
@@ -43,6 +48,12 @@ _COUNT_VERIFIED = (
     .select_from(_DEVICES)
     .where(_DEVICES.c.user_id == bindparam("uid"), _DEVICES.c.verified.is_(True))
 )
+_LOCK_USER = select(_USERS.c.id).where(_USERS.c.id == bindparam("uid")).with_for_update()
+_DELETE_EXPIRED_PENDING = delete(_DEVICES).where(
+    _DEVICES.c.user_id == bindparam("uid"),
+    _DEVICES.c.verified.is_(False),
+    _DEVICES.c.created_at <= bindparam("cutoff"),
+)
 
 
 @dataclass(frozen=True)
@@ -52,16 +63,17 @@ class DeviceRemoval:
     remaining_devices: int
     mfa_disabled: bool
     sessions_revoked: int
+    device_verified: bool
 
 
-def _secret_binding(device_id: uuid.UUID) -> bytes:
+def secret_binding(device_id: uuid.UUID) -> bytes:
     """Associated data: a sealed secret copied onto another device row will not open."""
     return b"totp_devices:" + device_id.bytes
 
 
 def seal_device_secret(box: SecretBox, device_id: uuid.UUID, secret: str) -> bytes:
     """The stored form of a device's secret (bulk loaders build rows with it)."""
-    return box.seal(secret, _secret_binding(device_id))
+    return box.seal(secret, secret_binding(device_id))
 
 
 async def add_device(
@@ -72,6 +84,7 @@ async def add_device(
     device_name: str,
     secret: str | None = None,
     verified: bool = False,
+    created_at: datetime | None = None,
 ) -> tuple[TotpDevice, str]:
     """Stores a device with its secret sealed; returns the device and the plain secret."""
     secret = secret or pyotp.random_base32()
@@ -83,13 +96,52 @@ async def add_device(
         secret_encrypted=seal_device_secret(box, device_id, secret),
         verified=verified,
     )
+    if created_at is not None:  # the request's clock: a pending device expires by it
+        device.created_at = created_at
     session.add(device)
     await session.flush()
     return device, secret
 
 
 def device_secret(box: SecretBox, device: TotpDevice) -> str:
-    return box.open(device.secret_encrypted, _secret_binding(device.id))
+    try:
+        return box.open(device.secret_encrypted, secret_binding(device.id))
+    except SecretUnreadable:
+        # One line for the operator, no traceback: the cause is configuration, not code.
+        log.error(
+            "TOTP secret of device %s opens under none of the configured server keys "
+            "(NESTAUTH_SECRET_KEY / NESTAUTH_PREVIOUS_SECRET_KEYS)",
+            device.id,
+        )
+        raise SecretKeyMismatch() from None
+
+
+def is_pending(device: TotpDevice, cutoff: datetime) -> bool:
+    """An enrolment started after `cutoff` and not verified yet."""
+    return not device.verified and device.created_at > cutoff
+
+
+async def lock_devices(session: AsyncSession, user_id: uuid.UUID) -> None:
+    """Locks the user's row: enrolments of one user then queue, so neither the device cap
+    nor the bound on pending rows is decided on a stale count (PostgreSQL; SQLite's
+    transactions take turns anyway)."""
+    await session.execute(_LOCK_USER, {"uid": user_id})
+
+
+async def make_room_for_enrolment(
+    session: AsyncSession, user_id: uuid.UUID, cutoff: datetime
+) -> list[TotpDevice]:
+    """Before a new enrolment: expired pending rows go, and the oldest live ones are
+    replaced beyond MAX_PENDING - 1, so the rows per user stay bounded and abandoned
+    setups can never block a new one. Returns the user's devices left, oldest first."""
+    await lock_devices(session, user_id)
+    await session.execute(_DELETE_EXPIRED_PENDING, {"uid": user_id, "cutoff": cutoff})
+    devices = await users.list_devices(session, user_id)
+    pending = [d for d in devices if not d.verified]
+    for stale in pending[: max(0, len(pending) - MAX_PENDING + 1)]:
+        await session.delete(stale)
+        devices.remove(stale)
+    return devices
 
 
 async def remove_user_device(
@@ -135,7 +187,7 @@ async def remove_user_device(
             "sessionsRevoked": revoked,
         },
     )
-    return DeviceRemoval(user_id, device_id, remaining, mfa_disabled, revoked)
+    return DeviceRemoval(user_id, device_id, remaining, mfa_disabled, revoked, removed.verified)
 
 
 async def _apply_last_device_rule(

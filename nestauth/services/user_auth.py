@@ -89,7 +89,7 @@ async def open_session(
         _INSERT_SESSION,
         {
             "id": session_id, "user_id": user.id, "refresh_token_hash": refresh_digest,
-            "created_at": now, "last_used_at": now,
+            "created_at": now, "last_used_at": now, "authenticated_at": now,
             "expires_at": now + timedelta(seconds=settings.refresh_token_seconds),
             "ip": meta.ip, "user_agent": meta.user_agent, "revoked_at": None,
         },
@@ -100,7 +100,7 @@ async def open_session(
 def _access_token(
     settings: Settings, user_id: uuid.UUID, session_id: uuid.UUID, now: datetime
 ) -> str:
-    key = user_tokens.signing_key(settings.secret_key)
+    key = user_tokens.verification_keys(settings)[0]  # the current key signs
     return user_tokens.issue_access_token(
         key, user_id, session_id, now, settings.access_token_seconds
     )
@@ -152,7 +152,7 @@ async def authenticate(
 ) -> Principal:
     """The live session behind an access token, or SESSION_INVALID."""
     claims = user_tokens.read_access_token(
-        user_tokens.signing_key(settings.secret_key), access_token, now
+        user_tokens.verification_keys(settings), access_token, now
     )
     if claims is None:
         raise SessionInvalid("Invalid or expired access token")

@@ -7,15 +7,14 @@ key lookup), so a revocation takes effect at once on every server process.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
 
 import jwt
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from nestauth.services import tokens
+from nestauth.config import Settings
+from nestauth.services import keys, tokens
 
 ALGORITHM = "HS256"
 AUDIENCE = "nestauth:user"
@@ -27,12 +26,15 @@ class AccessClaims:
     session_id: uuid.UUID
 
 
-@lru_cache(maxsize=4)
 def signing_key(server_key: str) -> bytes:
-    """A key of its own, so that nothing else signed with the server key passes as a token.
-    Derived once per server key, not on every authenticated request."""
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"nestauth access v1")
-    return hkdf.derive(server_key.encode())
+    """A key of its own, so that nothing else signed with the server key passes as a token."""
+    return keys.derive_key(server_key, keys.ACCESS_TOKEN)
+
+
+def verification_keys(settings: Settings) -> tuple[bytes, ...]:
+    """The current signing key, then those of previous server keys: a token signed before a
+    rotation stays valid until it expires."""
+    return keys.Keyring.of(settings).derived(keys.ACCESS_TOKEN)
 
 
 def issue_access_token(
@@ -48,8 +50,21 @@ def issue_access_token(
     return jwt.encode(claims, key, algorithm=ALGORITHM)
 
 
-def read_access_token(key: bytes, token: str, now: datetime) -> AccessClaims | None:
+def read_access_token(
+    accepted_keys: Sequence[bytes], token: str, now: datetime
+) -> AccessClaims | None:
     """The claims of a genuine, unexpired token; None for anything else (no detail leaks)."""
+    for key in accepted_keys:
+        try:
+            return _read_with(key, token, now)
+        except jwt.InvalidSignatureError:
+            continue
+    return None
+
+
+def _read_with(key: bytes, token: str, now: datetime) -> AccessClaims | None:
+    """None for an invalid or expired token; a signature that does not match this key is
+    raised (InvalidSignatureError), for the caller to try the next key."""
     try:
         claims = jwt.decode(
             token,
@@ -67,6 +82,8 @@ def read_access_token(key: bytes, token: str, now: datetime) -> AccessClaims | N
         if claims["exp"] <= now.timestamp():
             return None
         return AccessClaims(uuid.UUID(claims["sub"]), uuid.UUID(claims["sid"]))
+    except jwt.InvalidSignatureError:
+        raise
     except (jwt.InvalidTokenError, ValueError, TypeError, KeyError):
         return None
 

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from nestauth.models import AdminSession, RateLimitBucket, utcnow
-from tests.support import PASSWORD, Api, assert_error, parse_time
+from nestauth.models import AdminSession, AuditEvent, RateLimitBucket, utcnow
+from tests.support import PASSWORD, Api, assert_admin_event, assert_error, bearer, parse_time
 
 URL = "/auth/admin/login"
 
@@ -98,6 +98,31 @@ class TestLogInAdmin:
         me = api.client.get("/auth/admin/me", headers={"Authorization": f"Bearer {body['token']}"})
         assert me.status_code == 200, me.text
         assert me.json()["admin"] == body["admin"]
+
+    def test_200_audited_as_admin_login_with_ip_and_user_agent(self, api: Api) -> None:
+        email = api.create_admin("viewer")
+        response = api.client.post(
+            URL, json={"email": email, "password": PASSWORD}, headers={"User-Agent": "console/1"}
+        )
+        body = response.json()
+        session = api.admin_session_of(body["token"])
+        event = api.scalar(sa.select(AuditEvent).where(AuditEvent.action == "admin.login"))
+        assert_admin_event(
+            event, body["admin"]["id"], email, target_type="admin_session",
+            target_id=str(session.id), ip=session.ip, user_agent="console/1",
+        )  # fmt: skip
+        assert session.ip  # the client's address, as the session row has it
+        assert event.details == {"role": "viewer"}
+        listed = api.client.get(
+            "/auth/admin/api/audit-logs?action=admin.login", headers=bearer(body["token"])
+        ).json()["data"]
+        assert [e["id"] for e in listed] == [str(event.id)]
+        assert body["token"] not in str(event.details) + str(listed)
+
+    def test_401_audited_as_a_failure_not_as_a_login(self, api: Api) -> None:
+        assert_error(login(api, api.create_admin(), "wrong password"), 401, "INVALID_CREDENTIALS")
+        assert api.count(AuditEvent, AuditEvent.action == "admin.login") == 0
+        assert api.count(AuditEvent, AuditEvent.action == "admin.login_failed") == 1
 
     def test_401_wrong_password_and_unknown_email_look_the_same(self, api: Api) -> None:
         email = api.create_admin()

@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
 
-from nestauth.models import AdminSession, utcnow
-from tests.support import Api, assert_error, bearer
+import sqlalchemy as sa
+
+from nestauth.models import AdminSession, AuditEvent, utcnow
+from tests.support import Api, assert_admin_event, assert_error, bearer
 
 URL = "/auth/admin/logout"
 ME = "/auth/admin/me"
@@ -41,6 +43,25 @@ class TestLogOutAdmin:
         assert set(response.json()) == {"message"}
         assert is_revoked(api, token)
         assert_error(api.client.get(ME, headers=bearer(token)), 401, "SESSION_INVALID")
+
+    def test_200_audited_as_admin_logout_with_ip_and_user_agent(self, api: Api) -> None:
+        email = api.create_admin("viewer")
+        login = api.login(email)
+        api.client.cookies.clear()
+        headers = {**bearer(login["token"]), "User-Agent": "console/1"}
+        assert api.client.post(URL, headers=headers).status_code == 200
+        event = api.scalar(sa.select(AuditEvent).where(AuditEvent.action == "admin.logout"))
+        session = api.admin_session_of(login["token"])
+        assert_admin_event(
+            event, login["admin"]["id"], email, target_type="admin_session",
+            target_id=str(session.id), ip=session.ip, user_agent="console/1",
+        )  # fmt: skip
+        assert session.ip  # the client's address, as the session row has it
+
+    def test_403_refused_logout_is_not_audited_as_one(self, api: Api) -> None:
+        api.login(api.create_admin())
+        assert_error(api.client.post(URL), 403, "CSRF_TOKEN_INVALID")
+        assert api.count(AuditEvent, AuditEvent.action == "admin.logout") == 0
 
     def test_200_other_sessions_of_the_admin_survive(self, api: Api) -> None:
         email = api.create_admin()

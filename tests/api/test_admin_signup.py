@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from starlette.testclient import TestClient
 
-from nestauth.models import Admin, AuditEvent
+from nestauth.models import Admin, AuditEvent, utcnow
 from tests.support import ADMIN_SECRET, PASSWORD, Api, assert_error
 
 URL = "/auth/admin/signup"
@@ -111,6 +114,16 @@ class TestBootstrapAdmin:
         assert api.count(Admin) == 1
         assert api.count(AuditEvent, AuditEvent.action == "admin.bootstrapped") == 1
 
+    def test_403_closed_whatever_the_secret(self, api: Api) -> None:
+        """Once closed, a wrong or missing secret gets the same answer as the right one:
+        the secret is no longer checked, so it can no longer be probed."""
+        api.create_admin("viewer")
+        assert_error(signup(api, secretKey="not-the-secret"), 403, "ADMIN_BOOTSTRAP_CLOSED")
+        assert_error(signup(api, secretKey=""), 403, "ADMIN_BOOTSTRAP_CLOSED")
+        nosecret = {"email": "second@example.com", "password": PASSWORD}
+        assert_error(signup(api, nosecret), 403, "ADMIN_BOOTSTRAP_CLOSED")
+        assert api.count(Admin) == 1
+
     def test_403_closed_when_no_secret_is_configured(self, api: Api) -> None:
         api.configure(admin_secret=None)
         assert_error(signup(api), 403, "ADMIN_BOOTSTRAP_CLOSED")
@@ -149,3 +162,60 @@ class TestBootstrapAdmin:
         }
         assert api.count(Admin) == 1
         assert api.count(AuditEvent, AuditEvent.action == "admin.bootstrapped") == 1
+
+
+@contextmanager
+def client_at(api: Api, ip: str) -> Iterator[TestClient]:
+    """A client at another address on the running app (same event loop, same database)."""
+    client = TestClient(api.app, client=(ip, 50000))
+    client.portal = api.client.portal  # the app's loop: its lifespan already runs there
+    try:
+        yield client
+    finally:
+        client.portal = None
+
+
+def payload(secret: str = ADMIN_SECRET) -> dict[str, str]:
+    return {"email": "first@example.com", "password": PASSWORD, "secretKey": secret}
+
+
+class TestBootstrapRateLimit:
+    def test_429_per_client_after_wrong_secrets_even_with_the_right_one(self, api: Api) -> None:
+        api.configure(admin_signup_max_failures=3, admin_signup_max_failures_total=100)
+        for _ in range(3):
+            assert_error(signup(api, secretKey="guess"), 401, "ADMIN_SECRET_INVALID")
+        response = signup(api)
+        assert_error(response, 429, "RATE_LIMITED")
+        assert int(response.headers["retry-after"]) > 0
+        assert response.json()["details"]["retryAfter"] > 0
+        assert api.count(Admin) == 0
+
+    def test_another_client_is_not_blocked_by_one_clients_guesses(self, api: Api) -> None:
+        api.configure(admin_signup_max_failures=3, admin_signup_max_failures_total=100)
+        for _ in range(3):
+            assert_error(signup(api, secretKey="guess"), 401, "ADMIN_SECRET_INVALID")
+        assert_error(signup(api), 429, "RATE_LIMITED")
+        with client_at(api, "198.51.100.7") as other:
+            response = other.post(URL, json=payload())
+        assert response.status_code == 201, response.text
+        assert api.count(Admin) == 1
+
+    def test_429_in_all_after_wrong_secrets_from_many_clients(self, api: Api) -> None:
+        api.configure(admin_signup_max_failures=100, admin_signup_max_failures_total=3)
+        for n in range(3):
+            with client_at(api, f"198.51.100.{n + 1}") as guesser:
+                response = guesser.post(URL, json=payload("guess"))
+            assert_error(response, 401, "ADMIN_SECRET_INVALID")
+        with client_at(api, "203.0.113.9") as newcomer:
+            assert_error(newcomer.post(URL, json=payload()), 429, "RATE_LIMITED")
+        assert api.count(Admin) == 0
+
+    def test_the_block_ends_after_the_window(self, api: Api) -> None:
+        api.configure(admin_signup_max_failures=2, admin_signup_lock_seconds=600)
+        start = api.freeze(utcnow())
+        for _ in range(2):
+            assert_error(signup(api, secretKey="guess"), 401, "ADMIN_SECRET_INVALID")
+        assert_error(signup(api), 429, "RATE_LIMITED")
+        api.freeze(start + timedelta(seconds=601))
+        assert signup(api).status_code == 201
+        assert api.count(Admin) == 1

@@ -78,7 +78,9 @@ class TestOperatorStory:
         by_operator = api.client.get(
             "/auth/admin/api/audit-logs", params={"actorId": operator_id}, headers=headers
         )
-        assert ok(by_operator)["meta"]["total"] == 2
+        assert [e["action"] for e in ok(by_operator)["data"]] == [
+            "user.totp_device.removed", "user.session.revoked", "admin.login",
+        ]  # fmt: skip
 
     def test_opening_a_user_costs_the_same_queries_for_1_or_50_devices_and_sessions(
         self, api: Api

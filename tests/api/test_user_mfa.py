@@ -64,12 +64,6 @@ class TestStartTotpSetup:
         mfa_token = api.start_mfa_login(api.mfa_user().email)
         assert_error(setup(api, mfa_token), 401, "SESSION_INVALID")
 
-    def test_409_device_limit(self, api: Api) -> None:
-        token = api.sign_up()["accessToken"]
-        for _ in range(10):
-            assert setup(api, token).status_code == 200
-        assert_error(setup(api, token), 409, "DEVICE_LIMIT_REACHED")
-
 
 class TestVerifyTotpSetup:
     def test_200_verifies_the_device_and_switches_mfa_on(self, api: Api) -> None:

@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 
 from nestauth.config import MIN_SECRET_KEY_LENGTH, ConfigError, Settings
+from nestauth.services.keys import Keyring
 
-GOOD_KEY = "k" * MIN_SECRET_KEY_LENGTH
+GOOD_KEY = "config-test-key-0123456789abcdefghij"
+OLD_KEY = "previous-test-key-0123456789abcdefghij"
+PG_URL = "postgresql://nestauth@db.example.com/nestauth"
 
 
 def settings(var_dir: Path, **env: str) -> Settings:
@@ -69,14 +72,108 @@ class TestKeyFile:
 
     def test_too_short_key_file_is_refused(self, tmp_path: Path) -> None:
         (tmp_path / "secret.key").write_text("short")
+        (tmp_path / "secret.key").chmod(0o600)
         with pytest.raises(ConfigError, match="NESTAUTH_SECRET_KEY"):
             settings(tmp_path)
+
+    @pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+    def test_key_file_readable_by_others_is_refused(self, tmp_path: Path, mode: int) -> None:
+        key_file = tmp_path / "secret.key"
+        key_file.write_text(GOOD_KEY)
+        key_file.chmod(mode)
+        with pytest.raises(ConfigError, match="chmod 600") as caught:
+            settings(tmp_path)
+        assert caught.value.name == "NESTAUTH_SECRET_KEY"
+        assert GOOD_KEY not in str(caught.value)
+
+    def test_blank_key_file_is_refused(self, tmp_path: Path) -> None:
+        key_file = tmp_path / "secret.key"
+        key_file.write_text(" " * 40 + "\n")
+        key_file.chmod(0o600)
+        with pytest.raises(ConfigError, match="NESTAUTH_SECRET_KEY"):
+            settings(tmp_path)
+
+    def test_unusable_var_dir_is_one_line_naming_it(self, tmp_path: Path) -> None:
+        blocker = tmp_path / "a-file"
+        blocker.write_text("")
+        with pytest.raises(ConfigError) as caught:
+            settings(blocker / "var")
+        assert caught.value.name == "NESTAUTH_VAR_DIR"
+        assert "\n" not in str(caught.value)
+
+    def test_var_dir_is_created_owner_only(self, tmp_path: Path) -> None:
+        settings(tmp_path / "var")
+        assert stat.S_IMODE((tmp_path / "var").stat().st_mode) == 0o700
+
+
+class TestSharedDatabaseKey:
+    def test_no_key_is_generated_for_postgresql(self, tmp_path: Path) -> None:
+        loaded = settings(tmp_path, NESTAUTH_DATABASE_URL=PG_URL)
+        assert loaded.secret_key == ""
+        assert not (tmp_path / "secret.key").exists()
+
+    def test_anything_needing_the_key_refuses_naming_it(self, tmp_path: Path) -> None:
+        loaded = settings(tmp_path, NESTAUTH_DATABASE_URL=PG_URL)
+        with pytest.raises(ConfigError) as caught:
+            Keyring.of(loaded)
+        assert caught.value.name == "NESTAUTH_SECRET_KEY"
+        assert "SQLite" in str(caught.value)
+
+    def test_explicit_key_is_used(self, tmp_path: Path) -> None:
+        loaded = settings(tmp_path, NESTAUTH_DATABASE_URL=PG_URL, NESTAUTH_SECRET_KEY=GOOD_KEY)
+        assert Keyring.of(loaded).current == GOOD_KEY
+
+
+WEAK_SECRETS = {
+    "blank": " " * 40,
+    "one character": "k" * 40,
+    "few characters": "abcabcabcabcabcabcabcabcabcabcabcabc",
+    "blank padded": "abc" + " " * 40,
+}
 
 
 class TestSecretKey:
     def test_too_short_raises_naming_variable(self, tmp_path: Path) -> None:
         message = config_error(tmp_path, "NESTAUTH_SECRET_KEY", "k" * (MIN_SECRET_KEY_LENGTH - 1))
         assert str(MIN_SECRET_KEY_LENGTH) in message
+
+    @pytest.mark.parametrize("weak", WEAK_SECRETS.values(), ids=WEAK_SECRETS.keys())
+    def test_weak_key_refused_without_showing_it(self, tmp_path: Path, weak: str) -> None:
+        with pytest.raises(ConfigError) as caught:
+            settings(tmp_path, NESTAUTH_SECRET_KEY=weak)
+        assert caught.value.name == "NESTAUTH_SECRET_KEY"
+        assert weak not in str(caught.value)
+        assert not (tmp_path / "secret.key").exists()
+
+
+class TestPreviousKeys:
+    def test_unset_means_none(self, tmp_path: Path) -> None:
+        assert settings(tmp_path, NESTAUTH_SECRET_KEY=GOOD_KEY).previous_secret_keys == ()
+
+    def test_comma_list_in_order(self, tmp_path: Path) -> None:
+        other = "another-old-key-9876543210zyxwvu"
+        raw = f" {OLD_KEY} ,{other},"
+        loaded = settings(tmp_path, NESTAUTH_SECRET_KEY=GOOD_KEY, NESTAUTH_PREVIOUS_SECRET_KEYS=raw)
+        assert loaded.previous_secret_keys == (OLD_KEY, other)
+        assert Keyring.of(loaded).all == (GOOD_KEY, OLD_KEY, other)
+
+    @pytest.mark.parametrize("weak", WEAK_SECRETS.values(), ids=WEAK_SECRETS.keys())
+    def test_weak_previous_key_refused(self, tmp_path: Path, weak: str) -> None:
+        message = config_error(tmp_path, "NESTAUTH_PREVIOUS_SECRET_KEYS", f"{OLD_KEY},{weak}x")
+        assert "key 2" in message
+
+
+class TestAdminSecret:
+    def test_long_varied_secret_accepted(self, tmp_path: Path) -> None:
+        secret = "bootstrap-0123456789-abcdefghijklmn"
+        assert settings(tmp_path, NESTAUTH_ADMIN_SECRET=secret).admin_secret == secret
+
+    @pytest.mark.parametrize("short", ["x", "bootstrap-secret", "a" * 31])
+    def test_short_secret_refused(self, tmp_path: Path, short: str) -> None:
+        assert "32" in config_error(tmp_path, "NESTAUTH_ADMIN_SECRET", short)
+
+    def test_uniform_secret_refused(self, tmp_path: Path) -> None:
+        config_error(tmp_path, "NESTAUTH_ADMIN_SECRET", "ab" * 20)
 
 
 class TestBooleans:
@@ -127,6 +224,23 @@ class TestOrigins:
     @pytest.mark.parametrize("raw", ["console.example.com", "https://ok.example.com,ftp://x"])
     def test_bad_origin_names_variable(self, tmp_path: Path, raw: str) -> None:
         config_error(tmp_path, "NESTAUTH_CSRF_ALLOWED_ORIGINS", raw)
+
+
+class TestTrustedProxies:
+    def test_none_by_default(self, tmp_path: Path) -> None:
+        assert settings(tmp_path).trusted_proxies == ()
+
+    def test_addresses_and_networks_normalised(self, tmp_path: Path) -> None:
+        raw = " 10.0.0.1, 192.168.7.9/16 ,,::1, 2001:DB8::/32"
+        # uvicorn reads "10.0.0.1" as a host and "x/n" as a network; a network with host
+        # bits set (192.168.7.9/16) it would silently take for a name that never matches.
+        assert settings(tmp_path, NESTAUTH_TRUSTED_PROXIES=raw).trusted_proxies == (
+            "10.0.0.1/32", "192.168.0.0/16", "::1/128", "2001:db8::/32",
+        )  # fmt: skip
+
+    @pytest.mark.parametrize("raw", ["*", "proxy.internal", "10.0.0.0/33", "10.0.0.1,nope"])
+    def test_bad_entry_names_variable(self, tmp_path: Path, raw: str) -> None:
+        config_error(tmp_path, "NESTAUTH_TRUSTED_PROXIES", raw)
 
 
 def test_processes_starting_together_share_one_generated_key(tmp_path) -> None:

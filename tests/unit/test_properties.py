@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -18,6 +19,13 @@ moments = st.datetimes(
     min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
 )
 codes = st.text(alphabet="0123456789", min_size=6, max_size=6)
+# Any JSON document Python can write: NaN, Infinity and integers of any size included.
+json_documents = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner,
+                                                                 max_size=4),
+    max_leaves=30,
+)  # fmt: skip
 with_fixture = settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -122,3 +130,29 @@ class TestErrorMapping:
         assert response.status_code < 500, response.text
         if response.status_code >= 400:
             assert_client_error_envelope(response)
+
+    @with_fixture
+    @given(document=json_documents)
+    def test_any_json_document_is_a_4xx_envelope(self, api: Api, document: object) -> None:
+        raw = json.dumps(document).encode()
+        for path in ("/auth/admin/login", "/auth/signup", "/auth/refresh-token"):
+            response = api.client.post(
+                path, content=raw, headers={"content-type": "application/json"}
+            )
+            assert_client_error_envelope(response)
+
+    @with_fixture
+    @given(depth=st.integers(min_value=1, max_value=30_000))
+    def test_any_nesting_depth_is_a_4xx_envelope(self, api: Api, depth: int) -> None:
+        raw = b"[" * depth + b"]" * depth
+        response = api.client.post(
+            "/auth/mfa/verify", content=raw, headers={"content-type": "application/json"}
+        )
+        assert_client_error_envelope(response)
+
+    @with_fixture
+    @given(token=st.text(min_size=16, max_size=300))
+    def test_a_refused_refresh_token_never_comes_back(self, api: Api, token: str) -> None:
+        response = api.client.post("/auth/refresh-token", json={"refreshToken": token})
+        assert response.status_code in (400, 401), response.text
+        assert token not in response.json()["message"]

@@ -13,15 +13,13 @@ from typing import Any
 import pytest
 from connexion.exceptions import NonConformingResponseBody
 from connexion.spec import OpenAPISpecification
-from connexion.validators import JSONResponseBodyValidator
 
 from nestauth.app import HTTP_METHODS, load_spec
-from nestauth.validation import register_formats
+from nestauth.patches import validator_map
 
 
 @pytest.fixture(scope="module")
 def spec() -> OpenAPISpecification:
-    register_formats()
     # Connexion's own loader: its document check, then its reference resolution.
     return OpenAPISpecification(load_spec())
 
@@ -38,8 +36,10 @@ def response(spec: OpenAPISpecification, operation_id: str, status: str) -> tupl
 
 
 def check(schema: dict[str, Any], body: Any) -> None:
-    """What `validate_responses` does to a body the handler returned."""
-    validator = JSONResponseBodyValidator({}, schema=schema, encoding="utf-8")
+    """What `validate_responses` does to a body the handler returned (the response
+    validator nestauth hands Connexion: its own, with the uuid format checked)."""
+    validator_class = validator_map()["response"]["application/json"]
+    validator = validator_class({}, schema=schema, encoding="utf-8")
     validator._validate(body)
 
 

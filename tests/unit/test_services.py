@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -83,10 +84,19 @@ class TestTokens:
         assert not tokens.same_secret("", "bootstrap-secret")
 
 
+@pytest.fixture
+def production_hashing() -> Iterator[None]:
+    previous = passwords._profile
+    passwords.use_profile("default")
+    yield
+    passwords.use_profile(previous)
+
+
+@pytest.mark.usefixtures("production_hashing")
 class TestPasswords:
     def test_hash_is_argon2id_and_verifies(self) -> None:
         stored = asyncio.run(passwords.hash_password("correct horse battery"))
-        assert stored.startswith("$argon2id$")
+        assert stored.startswith("$argon2id$v=19$m=65536,t=3,p=4$")  # RFC 9106 low-memory
         assert "correct horse battery" not in stored
         assert asyncio.run(passwords.verify_password(stored, "correct horse battery")) is True
         assert passwords.needs_rehash(stored) is False
@@ -169,3 +179,21 @@ class TestRateLimit:
         api.db(lambda session: ratelimit.clear(session, LIMIT, "admin@example.com"))
         assert api.count(RateLimitBucket) == 0
         allowed(api, T0)
+
+
+class TestTestProfile:
+    def test_test_profile_is_argon2id_at_the_smallest_cost(self) -> None:
+        previous = passwords._profile
+        passwords.use_profile("test")
+        try:
+            stored = asyncio.run(passwords.hash_password("correct horse battery"))
+            assert stored.startswith("$argon2id$v=19$m=64,t=1,p=1$")
+            assert asyncio.run(passwords.verify_password(stored, "correct horse battery"))
+            passwords.use_profile("default")
+            assert passwords.needs_rehash(stored)  # upgraded at the next login in production
+        finally:
+            passwords.use_profile(previous)
+
+    def test_unknown_profile_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="unknown password hash profile"):
+            passwords.use_profile("none")
