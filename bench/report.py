@@ -7,6 +7,8 @@ import platform
 from datetime import UTC, datetime
 from typing import Any
 
+from bench import concurrency
+
 # The targets: 16 connections, 1 server process, SQLite file.
 SEED_P99_MS, READ_P99_MS, FLOOR_SHARE, SCALING_P50, RSS_MB = 15.0, 20.0, 1 / 1.5, 1.2, 150.0
 FLOOD_LEGIT_P99_MS = 1000.0  # a legitimate login under a 400-connection bad-login flood
@@ -70,6 +72,7 @@ def _targets(results: list[dict], ratios: dict, scaling: dict, memory: dict) -> 
         checks.append((f"{case} req/s vs floor", ratio, ">=", round(FLOOR_SHARE, 3)))
     for case, figures in scaling.items():
         checks.append((f"{case} p50 large/small", figures["p50_ratio"], "<=", SCALING_P50))
+    checks += concurrency.targets(results, _find, ms)
     for name, mb in memory.items():
         if name.startswith("nestauth"):
             checks.append((f"{name} RSS MB", round(mb, 1), "<=", RSS_MB))

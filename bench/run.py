@@ -21,7 +21,7 @@ import httpx
 import psycopg
 from sqlalchemy.engine import make_url
 
-from bench import cases, flood, report, seed
+from bench import cases, concurrency, flood, report, seed
 from bench.harness import BENCH_DIR, Load, Server, require_wrk, run_wrk
 from nestauth import db, migrations
 from nestauth.config import Settings
@@ -63,18 +63,23 @@ class Run:
         return Server(name, command, env or self.env, self.args.port,
                       self.workdir / f"{name}.log")  # fmt: skip
 
-    def nestauth(self, env: dict[str, str] | None = None) -> Server:
+    def nestauth(self, env: dict[str, str] | None = None, workers: int = 1) -> Server:
         return self.server("nestauth", [sys.executable, "-m", "nestauth.cli", "serve",
-                                        "--port", str(self.args.port)], env)  # fmt: skip
+                                        "--port", str(self.args.port),
+                                        "--workers", str(workers)], env)  # fmt: skip
 
     def floor(self) -> Server:
         return self.server("floor", [sys.executable, "-m", "bench.floor", str(self.args.port)])
 
-    def measure(self, server: Server, case: str, load: Load, warmup: Load | None = None) -> dict:
+    def measure(
+        self, server: Server, case: str, load: Load, warmup: Load | None = None,
+        connections: int | None = None,
+    ) -> dict:  # fmt: skip
+        connections = connections or self.args.connections
         run_wrk(server.base_url, warmup or load, seconds=WARMUP_SECONDS,
-                connections=self.args.connections, workdir=self.workdir)  # fmt: skip
+                connections=connections, workdir=self.workdir)  # fmt: skip
         figures = run_wrk(server.base_url, load, seconds=self.args.seconds,
-                          connections=self.args.connections, workdir=self.workdir)  # fmt: skip
+                          connections=connections, workdir=self.workdir)  # fmt: skip
         result = {"case": case, "server": server.name, "phase": self.phase, "users": self.users,
                   **figures, "server_rss_mb": round(server.rss_mb(), 1)}  # fmt: skip
         self.results.append(result)
@@ -121,6 +126,9 @@ def nestauth_cases(run: Run, target: seed.BulkUser) -> None:
         run.measure(server, "mfa-verify", cases.mfa_verify(pool), cases.mfa_verify(warm))
         run.measure(server, "admin-login", cases.admin_login())
         run.memory["nestauth"] = settled_rss(server)
+        concurrency.measure_mixed(run, server, token, target)
+    with run.nestauth(workers=2) as server:  # SQLite reads take no write lock: in parallel
+        run.measure(server, "get-user-2w", cases.get_user(target, admin_token(server)))
 
 
 def flood_case(run: Run) -> None:
@@ -183,6 +191,7 @@ def scaling_cases(run: Run, target: seed.BulkUser) -> None:
         run.measure(server, "seed-op-404", cases.seed_not_found(target, token))
         run.measure(server, "get-user", cases.get_user(target, token))
         run.memory["nestauth-large"] = settled_rss(server)
+        concurrency.measure_mixed(run, server, token, target)
 
 
 def main(argv: list[str] | None = None) -> int:

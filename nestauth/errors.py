@@ -20,6 +20,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
 
+from nestauth import db
+
 log = logging.getLogger("nestauth.errors")
 
 
@@ -190,6 +192,14 @@ class HashingBusy(ApiError):
         )
 
 
+class StatementTimeout(ApiError):
+    """A database statement ran past NESTAUTH_DB_STATEMENT_TIMEOUT_MS and was stopped; the
+    request's transaction was rolled back."""
+
+    status_code, code = 503, "STATEMENT_TIMEOUT"
+    message = "The database took too long and the request was stopped; nothing was changed"
+
+
 # Codes for failures Connexion and Starlette raise themselves, by status.
 FRAMEWORK_CODES = {
     400: "VALIDATION_FAILED",
@@ -338,6 +348,10 @@ def http_exception_handler(known_routes: KnownRoutes) -> Any:
 
 
 async def handle_unexpected(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    if db.is_statement_timeout(exc):
+        db.STATEMENT_TIMEOUTS.record()
+        log.warning("statement stopped at its deadline: %s", type(exc).__name__)
+        return _response(503, StatementTimeout.code, StatementTimeout.message)
     if is_database_unavailable(exc):
         log.warning("database unavailable: %s", type(exc).__name__)
         return _response(503, ServiceUnavailable.code, ServiceUnavailable.message)
