@@ -89,10 +89,12 @@ class TestEveryResponse:
         def lost(_conn: Any) -> None:
             raise sa.exc.OperationalError("COMMIT", {}, ConnectionError("link lost"))
 
-        engine = api.runtime.engine.sync_engine
+        engine = api.runtime.engine.sync_engine  # the writer: a sign-up commits there
         event.listen(engine, "commit", lost)
         try:
-            response = api.client.get("/auth/health")
+            response = api.client.post(
+                "/auth/signup", json={"email": "lost@example.com", "password": "a long password"}
+            )
         finally:
             event.remove(engine, "commit", lost)
         assert_error(response, 503, "SERVICE_UNAVAILABLE")
