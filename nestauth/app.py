@@ -17,7 +17,7 @@ from connexion.options import SwaggerUIOptions
 from nestauth import db, patches
 from nestauth.config import Settings
 from nestauth.context import Runtime
-from nestauth.errors import KnownRoutes, register_error_handlers
+from nestauth.error_handlers import KnownRoutes, register_error_handlers
 from nestauth.flood_guard import FloodGuardMiddleware
 from nestauth.metrics import Metrics
 from nestauth.middleware import (

@@ -15,7 +15,7 @@ from connexion import AsyncApp
 from connexion.exceptions import ClientProblem
 
 from nestauth.app import create_app
-from nestauth.errors import KnownRoutes, register_error_handlers
+from nestauth.error_handlers import KnownRoutes, register_error_handlers
 from nestauth.models import User
 from nestauth.services import admin_sessions
 from tests.support import PASSWORD, Api, make_settings
