@@ -11,7 +11,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from nestauth.models.base import Base, Timestamps, UuidPrimaryKey, utcnow
 
-
 # Byte order on PostgreSQL too, as on SQLite: a search is a range of the email index
 # ([prefix, next prefix)), which a linguistic collation would not keep contiguous.
 EMAIL_TYPE = String(254).with_variant(String(254, collation="C"), "postgresql")

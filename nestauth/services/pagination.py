@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, func, literal, select, tuple_
+from sqlalchemy import ColumnElement, Select, TypeDecorator, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -145,8 +145,15 @@ def _to_json(value: Any) -> Any:
 def _from_json(key: InstrumentedAttribute[Any], value: Any) -> Any:
     if not isinstance(value, str) or "\x00" in value:
         raise ValueError("key value")
-    python_type: Callable[[str], Any] = _PARSERS.get(key.type.python_type, str)
-    return python_type(value)
+    parse = _PARSERS.get(_python_type(key), str)
+    return parse(value)
+
+
+def _python_type(key: InstrumentedAttribute[Any]) -> type:
+    column_type = key.type
+    if isinstance(column_type, TypeDecorator):  # UTCDateTime says `object`; its impl knows
+        column_type = column_type.impl
+    return column_type.python_type
 
 
 def _aware(text: str) -> datetime:

@@ -37,12 +37,13 @@ UNREVOKED = sa.text("revoked_at IS NULL")
 
 
 def upgrade() -> None:
-    for name, columns in OLD_AUDIT_INDEXES:
+    for name, _columns in OLD_AUDIT_INDEXES:
         op.drop_index(name, table_name="audit_events")
     for name, table, columns in NEW_INDEXES:
         op.create_index(name, table, columns, unique=False)
     op.create_index(
-        "ix_user_sessions_unrevoked", "user_sessions", ["user_id", "created_at", "id", "expires_at"],
+        "ix_user_sessions_unrevoked", "user_sessions",
+        ["user_id", "created_at", "id", "expires_at"],
         unique=False, sqlite_where=UNREVOKED, postgresql_where=UNREVOKED,
     )  # fmt: skip
     if op.get_bind().dialect.name == "postgresql":
