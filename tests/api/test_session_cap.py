@@ -28,16 +28,16 @@ def live_sessions(api: Api, user_id: str) -> list[UserSession]:
 
 
 def evictions(api: Api, user_id: str) -> list[AuditEvent]:
-    return list(
-        api.db(
-            lambda s: s.scalars(
-                sa.select(AuditEvent).where(
-                    AuditEvent.action == "user.sessions.evicted",
-                    AuditEvent.user_id == uuid.UUID(user_id),
-                )
+    async def read(session: sa.ext.asyncio.AsyncSession) -> list[AuditEvent]:
+        rows = await session.scalars(
+            sa.select(AuditEvent).where(
+                AuditEvent.action == "user.sessions.evicted",
+                AuditEvent.user_id == uuid.UUID(user_id),
             )
-        ).all()
-    )
+        )
+        return list(rows.all())
+
+    return api.db(read)
 
 
 class TestSessionCap:
@@ -112,8 +112,9 @@ class TestAdminViewsOfSessions:
         owner = sign_in(api)
         user_id, newest_first = user_with_sessions(api, 15)
         first = self.page(api, owner, user_id, limit=10)
-        assert first["meta"] == {"page": 1, "limit": 10, "total": 15, "totalPages": 2,
-                                 "totalExact": True, "nextCursor": first["meta"]["nextCursor"]}  # fmt: skip
+        meta = first["meta"]
+        assert meta == {"page": 1, "limit": 10, "total": 15, "totalPages": 2, "totalExact": True,
+                        "nextCursor": meta["nextCursor"]}  # fmt: skip
         rest = self.page(api, owner, user_id, limit=10, cursor=first["meta"]["nextCursor"])
         assert [s["id"] for s in first["data"] + rest["data"]] == newest_first
         assert rest["meta"]["nextCursor"] is None and rest["meta"]["page"] == 2
