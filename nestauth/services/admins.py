@@ -126,8 +126,11 @@ async def _serialize_bootstrap(session: AsyncSession) -> None:
 OLDEST_FIRST = Order("admins", (Admin.created_at, Admin.id), descending=False)
 
 
-async def list_admins(session: AsyncSession, request: PageRequest) -> Page[Admin]:
-    return await paginate(session, select(Admin), OLDEST_FIRST, request)
+_LIST_ADMINS = select(Admin.id, Admin.email, Admin.name, Admin.role, Admin.created_at)
+
+
+async def list_admins(session: AsyncSession, request: PageRequest) -> Page[Any]:
+    return await paginate(session, _LIST_ADMINS, OLDEST_FIRST, request)
 
 
 async def add_admin(

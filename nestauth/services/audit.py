@@ -91,9 +91,9 @@ async def list_events(
     user_id: uuid.UUID | None = None,
     actor_id: uuid.UUID | None = None,
     action: str | None = None,
-) -> Page[AuditEvent]:
+) -> Page[Any]:
     """Newest first. There is deliberately no way to change or delete an event."""
-    query = select(AuditEvent)
+    query = select(*core_table(AuditEvent).c)
     if user_id is not None:
         query = query.where(AuditEvent.user_id == user_id)
     if actor_id is not None:

@@ -27,7 +27,7 @@ from nestauth.errors import CursorInvalid, PageTooDeep
 
 T = TypeVar("T")
 MAX_DEPTH = 10_000  # rows reachable by page number: page × limit at most this
-TOTAL_CAP = 10_000  # rows counted for meta.total
+TOTAL_CAP = 1_000  # rows counted for meta.total: ~0.07 ms on SQLite, 10,000 took ~0.7
 _CURSOR_TEXT_MAX = 1024
 
 
@@ -65,13 +65,14 @@ class Page(Generic[T]):
 async def paginate(
     session: AsyncSession, query: Select[Any], order: Order, request: PageRequest
 ) -> Page[Any]:
-    """One page of `query` (filtered, not yet ordered) in `order`."""
+    """One page of `query` (Core columns, filtered, not yet ordered) in `order`: rows, not
+    ORM objects (loading entities cost more than the statement)."""
     page, after = _position(order, request)
     rows_query = query.order_by(*(k.desc() if order.descending else k for k in order.keys))
     if after is not None:
         rows_query = rows_query.where(_beyond(order, after))
     offset = 0 if after is not None else (page - 1) * request.limit
-    rows = list((await session.scalars(rows_query.limit(request.limit + 1).offset(offset))).all())
+    rows = list((await session.execute(rows_query.limit(request.limit + 1).offset(offset))).all())
     more = len(rows) > request.limit
     items = rows[: request.limit]
     next_cursor = encode_cursor(order, page + 1, items[-1]) if more and items else None

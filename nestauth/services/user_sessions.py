@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,15 +42,18 @@ _REVOKE_OLDER = (
     .values(revoked_at=bindparam("now"))
     .execution_options(synchronize_session=False)
 )
+_VIEW = select(
+    UserSession.id, UserSession.created_at, UserSession.last_used_at, UserSession.expires_at,
+    UserSession.ip, UserSession.user_agent,
+)  # fmt: skip
 _COUNT_LIVE = select(func.count()).select_from(UserSession).where(_LIVE_OF_USER)
 
 
 async def list_live(
     session: AsyncSession, user_id: uuid.UUID, now: datetime, request: PageRequest
-) -> Page[UserSession]:
+) -> Page[Any]:
     """Sessions that can still be used, newest first."""
-    return await paginate(session, select(UserSession).where(_live(user_id, now)), NEWEST_FIRST,
-                          request)  # fmt: skip
+    return await paginate(session, _VIEW.where(_live(user_id, now)), NEWEST_FIRST, request)
 
 
 async def count_live(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> int:

@@ -59,6 +59,11 @@ _DETAIL_USER = select(
     .correlate(_USERS)
     .label("has_recovery_codes"),
 ).where(_USERS.c.id == bindparam("user_id"))  # fmt: skip
+_LIST_USERS = select(
+    _USERS.c.id, _USERS.c.email, _USERS.c.phone, _USERS.c.is_active, _USERS.c.is_verified,
+    _USERS.c.is_mfa_enabled, _USERS.c.metadata.label("metadata_"), _USERS.c.created_at,
+    _USERS.c.updated_at,
+)  # fmt: skip
 _DETAIL_DEVICES = (
     select(
         _DEVICES.c.id, _DEVICES.c.device_name, _DEVICES.c.verified, _DEVICES.c.last_used_at,
@@ -126,8 +131,8 @@ async def get_user(session: AsyncSession, user_id: uuid.UUID, *, lock: bool = Fa
 
 async def list_users(
     session: AsyncSession, request: PageRequest, *, search: str | None, status: str | None
-) -> Page[User]:
-    query = select(User)
+) -> Page[Any]:
+    query = _LIST_USERS
     if status:
         query = query.where(STATUS_FILTERS[status])
     prefix = normalize_email(search or "")
