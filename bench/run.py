@@ -228,7 +228,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--large-users", type=int, default=1_000_000)
     parser.add_argument("--large-events", type=int, default=1_000_000)
     parser.add_argument("--port", type=int, default=8899)
-    parser.add_argument("--smoke", action="store_true", help="2 s a case, 30,000 users and audit events at most")
+    parser.add_argument(
+        "--smoke", action="store_true", help="2 s a case, 30,000 users and audit events at most"
+    )
     args = parser.parse_args(argv)
     args.database = None
     if args.smoke:
