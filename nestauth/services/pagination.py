@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, Unpack
 
 from sqlalchemy import ColumnElement, Select, TypeDecorator, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -63,7 +63,7 @@ class Page(Generic[T]):
 
 
 async def paginate(
-    session: AsyncSession, query: Select[Any], order: Order, request: PageRequest
+    session: AsyncSession, query: Select[Unpack[tuple[Any, ...]]], order: Order, request: PageRequest
 ) -> Page[Any]:
     """One page of `query` (Core columns, filtered, not yet ordered) in `order`: rows, not
     ORM objects (loading entities cost more than the statement)."""
@@ -80,7 +80,7 @@ async def paginate(
     return Page(items, page, request.limit, total, exact, next_cursor)
 
 
-async def count_capped(session: AsyncSession, query: Select[Any]) -> tuple[int, bool]:
+async def count_capped(session: AsyncSession, query: Select[Unpack[tuple[Any, ...]]]) -> tuple[int, bool]:
     """The number of rows up to TOTAL_CAP, and whether that is all of them: a count that
     stops early costs at most TOTAL_CAP index entries, never the whole table."""
     capped = (
