@@ -16,8 +16,8 @@ import math
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Generic, TypeVar, Unpack
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, Select, TypeDecorator, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -63,7 +63,10 @@ class Page(Generic[T]):
 
 
 async def paginate(
-    session: AsyncSession, query: Select[Unpack[tuple[Any, ...]]], order: Order, request: PageRequest
+    session: AsyncSession,
+    query: Select[*tuple[Any, ...]],
+    order: Order,
+    request: PageRequest,
 ) -> Page[Any]:
     """One page of `query` (Core columns, filtered, not yet ordered) in `order`: rows, not
     ORM objects (loading entities cost more than the statement)."""
@@ -80,7 +83,7 @@ async def paginate(
     return Page(items, page, request.limit, total, exact, next_cursor)
 
 
-async def count_capped(session: AsyncSession, query: Select[Unpack[tuple[Any, ...]]]) -> tuple[int, bool]:
+async def count_capped(session: AsyncSession, query: Select[*tuple[Any, ...]]) -> tuple[int, bool]:
     """The number of rows up to TOTAL_CAP, and whether that is all of them: a count that
     stops early costs at most TOTAL_CAP index entries, never the whole table."""
     capped = (
@@ -130,7 +133,7 @@ def decode_cursor(order: Order, cursor: str) -> tuple[int, list[Any]]:
         if type(page) is not int or page < 2:
             raise ValueError("page")
         values = [_from_json(key, v) for key, v in zip(order.keys, body["v"], strict=True)]
-    except (ValueError, TypeError, KeyError, binascii.Error, UnicodeDecodeError) as exc:
+    except (ValueError, TypeError, KeyError, OverflowError, binascii.Error) as exc:
         raise CursorInvalid() from exc
     return page, values
 
@@ -146,6 +149,7 @@ def _to_json(value: Any) -> Any:
 def _from_json(key: InstrumentedAttribute[Any], value: Any) -> Any:
     if not isinstance(value, str) or "\x00" in value:
         raise ValueError("key value")
+    value.encode()  # a lone surrogate (JSON allows "\ud800") fails here, not in the driver
     parse = _PARSERS.get(_python_type(key), str)
     return parse(value)
 
@@ -161,7 +165,7 @@ def _aware(text: str) -> datetime:
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
         raise ValueError("naive time")
-    return moment
+    return moment.astimezone(UTC)  # here, not in the driver: year 1 at +01:00 overflows
 
 
 _PARSERS: dict[type, Callable[[str], Any]] = {datetime: _aware, uuid.UUID: uuid.UUID}

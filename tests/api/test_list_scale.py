@@ -164,6 +164,9 @@ class TestBadCursors:
             (USERS, forged("users", 2, ["yesterday", some_id])),
             (USERS, forged("users", 2, [T0.replace(tzinfo=None).isoformat(), some_id])),
             (USERS, forged("users", 2, [moment, "not-a-uuid"])),
+            (USERS, forged("users", 2, ["0001-01-01T00:00:00+01:00", some_id])),
+            (USERS, forged("users", 2, [moment + "\u0000", some_id])),
+            (USERS, forged("users-search", 2, ["\ud800"]), {"search": "u"}),
             (USERS, forged("users", 2, [moment])), (USERS, forged("users", 2, [1, 2])),
             (USERS, base64.urlsafe_b64encode(b"\xff\xfe").decode().rstrip("=")),
         ]  # fmt: skip
