@@ -70,8 +70,10 @@ async def make_room(
 ) -> int:
     """Before a new session opens: the user keeps at most `max_sessions` live ones, so the
     oldest beyond the newest `max_sessions - 1` are revoked, and the eviction audited. The
-    user row is locked first (PostgreSQL), so two sign-ins at once cannot both stay under."""
-    await session.execute(_LOCK_USER, {"uid": user.id})
+    user row is locked first (PostgreSQL), so two sign-ins at once cannot both stay under:
+    before the insert, as the insert's foreign-key share lock would deadlock two of them."""
+    if session.get_bind().dialect.name == "postgresql":  # SQLite: the one writer already
+        await session.execute(_LOCK_USER, {"uid": user.id})
     result = await session.execute(
         _REVOKE_OLDER, {"uid": user.id, "now": now, "keep": max_sessions - 1}
     )
