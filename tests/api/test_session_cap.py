@@ -5,12 +5,13 @@ their total, the rest a paginated list away."""
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import sqlalchemy as sa
 
 from nestauth.models import AuditEvent, UserSession, utcnow
-from tests.support import Api, Signed, bearer, mid_step, sign_in, totp_at
+from tests.support import PASSWORD, Api, Signed, bearer, mid_step, sign_in, totp_at
 
 USERS = "/auth/admin/api/users"
 
@@ -78,6 +79,15 @@ class TestSessionCap:
         api.log_in_user(signed["user"]["email"])
         assert api.current_user(signed["accessToken"]).status_code == 200
         assert evictions(api, user_id) == []
+
+    def test_concurrent_sign_ins_stay_under_the_cap(self, api: Api) -> None:
+        api.configure(max_sessions_per_user=2, user_login_max_failures=100)
+        signed = api.sign_up()
+        body = {"email": signed["user"]["email"], "password": PASSWORD}
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            logins = list(pool.map(lambda _: api.client.post("/auth/login", json=body), range(8)))
+        assert [r.status_code for r in logins] == [200] * 8, [r.text for r in logins]
+        assert len(live_sessions(api, signed["user"]["id"])) == 2
 
     def test_mfa_verify_opens_a_session_under_the_cap_too(self, api: Api) -> None:
         api.configure(max_sessions_per_user=1)
