@@ -21,7 +21,7 @@ import httpx
 import psycopg
 from sqlalchemy.engine import make_url
 
-from bench import cases, lists, report, seed
+from bench import cases, concurrency, flood, lists, report, seed
 from bench.harness import BENCH_DIR, Load, Server, require_wrk, run_wrk
 from nestauth import db, migrations
 from nestauth.config import Settings
@@ -32,6 +32,11 @@ WARMUP_SECONDS = 1
 BENCH_DATABASE = "nestauth_bench"
 BENCH_SECRET_KEY = "bench-only-server-key-0123456789abcdefghij"  # a fresh database per run
 SETTLE_SECONDS = 3
+# wrk's connections all come from one address; the per-address cap on password checks in
+# flight, and the queue's bound, would refuse most of admin-login's. Twice the connections:
+# the requests of a run's last second still hash when the next run starts (wrk closes its
+# connections, the server finishes their work). The flood case runs with the defaults.
+HASH_CAP, HASH_QUEUE = "NESTAUTH_HASH_MAX_IN_FLIGHT_PER_CLIENT", "NESTAUTH_HASH_QUEUE_SIZE"
 
 
 class Run:
@@ -40,6 +45,7 @@ class Run:
         self.env = {
             **os.environ, "NESTAUTH_VAR_DIR": str(workdir / "var"),
             "NESTAUTH_COOKIE_SECURE": "false", "PYTHONPATH": str(BENCH_DIR.parent),
+            HASH_CAP: str(2 * args.connections), HASH_QUEUE: str(2 * args.connections),
         }  # fmt: skip
         if args.database:
             self.env["NESTAUTH_DATABASE_URL"] = args.database
@@ -53,21 +59,27 @@ class Run:
         self.memory: dict[str, float] = {}
         self.phase = "main"
 
-    def server(self, name: str, command: list[str]) -> Server:
-        return Server(name, command, self.env, self.args.port, self.workdir / f"{name}.log")
+    def server(self, name: str, command: list[str], env: dict[str, str] | None = None) -> Server:
+        return Server(name, command, env or self.env, self.args.port,
+                      self.workdir / f"{name}.log")  # fmt: skip
 
-    def nestauth(self) -> Server:
+    def nestauth(self, env: dict[str, str] | None = None, workers: int = 1) -> Server:
         return self.server("nestauth", [sys.executable, "-m", "nestauth.cli", "serve",
-                                        "--port", str(self.args.port)])  # fmt: skip
+                                        "--port", str(self.args.port),
+                                        "--workers", str(workers)], env)  # fmt: skip
 
     def floor(self) -> Server:
         return self.server("floor", [sys.executable, "-m", "bench.floor", str(self.args.port)])
 
-    def measure(self, server: Server, case: str, load: Load, warmup: Load | None = None) -> dict:
+    def measure(
+        self, server: Server, case: str, load: Load, warmup: Load | None = None,
+        connections: int | None = None,
+    ) -> dict:  # fmt: skip
+        connections = connections or self.args.connections
         run_wrk(server.base_url, warmup or load, seconds=WARMUP_SECONDS,
-                connections=self.args.connections, workdir=self.workdir)  # fmt: skip
+                connections=connections, workdir=self.workdir)  # fmt: skip
         figures = run_wrk(server.base_url, load, seconds=self.args.seconds,
-                          connections=self.args.connections, workdir=self.workdir)  # fmt: skip
+                          connections=connections, workdir=self.workdir)  # fmt: skip
         result = {"case": case, "server": server.name, "phase": self.phase, "users": self.users,
                   **figures, "server_rss_mb": round(server.rss_mb(), 1)}  # fmt: skip
         self.results.append(result)
@@ -114,6 +126,24 @@ def nestauth_cases(run: Run, target: seed.BulkUser) -> None:
         run.measure(server, "mfa-verify", cases.mfa_verify(pool), cases.mfa_verify(warm))
         run.measure(server, "admin-login", cases.admin_login())
         run.memory["nestauth"] = settled_rss(server)
+        concurrency.measure_mixed(run, server, token, target)
+    with run.nestauth(workers=2) as server:  # SQLite reads take no write lock: in parallel
+        run.measure(server, "get-user-2w", cases.get_user(target, admin_token(server)))
+
+
+def flood_case(run: Run) -> None:
+    """A legitimate login from 127.0.0.2 under a 400-connection bad-login flood from
+    127.0.0.1, on a server with the default limits."""
+    (user,) = run.loop.run(run.loader.users(1, devices=0))
+    defaults = {
+        name: value for name, value in run.env.items() if name not in (HASH_CAP, HASH_QUEUE)
+    }
+    with run.nestauth(defaults) as server:
+        result = flood.measure(server, user.email, seed.USER_PASSWORD,
+                               seconds=run.args.seconds, workdir=run.workdir)  # fmt: skip
+        result.update(phase=run.phase, users=run.users, server_rss_mb=round(server.rss_mb(), 1))
+    run.results.append(result)
+    print(report.progress_line(result), flush=True)
 
 
 def settled_rss(server: Server) -> float:
@@ -162,6 +192,7 @@ def scaling_cases(run: Run, target: seed.BulkUser) -> None:
         run.measure(server, "get-user", cases.get_user(target, token))
         list_cases(run, server, token)
         run.memory["nestauth-large"] = settled_rss(server)
+        concurrency.measure_mixed(run, server, token, target)
 
 
 def list_cases(run: Run, server: Server, token: str) -> None:
@@ -184,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         run = Run(args, Path(tmp))
         target = run.loop.run(prepare(run))
         nestauth_cases(run, target)
+        flood_case(run)
         floor_cases(run, target)
         if args.large_users > args.small_users:
             scaling_cases(run, target)

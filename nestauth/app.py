@@ -18,10 +18,12 @@ from nestauth import db, patches
 from nestauth.config import Settings
 from nestauth.context import Runtime
 from nestauth.errors import KnownRoutes, register_error_handlers
+from nestauth.flood_guard import FloodGuardMiddleware
 from nestauth.metrics import Metrics
 from nestauth.middleware import (
     BodySizeLimitMiddleware,
     SecurityHeadersMiddleware,
+    ThreadedReadsMiddleware,
     TransactionMiddleware,
     TrustedProxiesMiddleware,
 )
@@ -95,6 +97,7 @@ def create_app(settings: Settings | None = None, spec_path: Path = SPEC_PATH) ->
             for op in _operations(spec)
             if op.get("x-nestauth-setup-token")
         ),
+        threaded_read_operations=threaded_read_operations(spec),
     )
     passwords.use_profile(settings.password_hash_profile)
     patches.enable()
@@ -126,6 +129,10 @@ def create_app(settings: Settings | None = None, spec_path: Path = SPEC_PATH) ->
         runtime=runtime,
         metrics=metrics,
     )
+    # A flood's refusals answered before routing, validation and a transaction (flood_guard).
+    app.add_middleware(
+        FloodGuardMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, runtime=runtime
+    )
     app.add_middleware(OperationTagMiddleware, position=MiddlewarePosition.BEFORE_SECURITY)
     app.add_middleware(
         BodySizeLimitMiddleware,
@@ -134,6 +141,9 @@ def create_app(settings: Settings | None = None, spec_path: Path = SPEC_PATH) ->
     )
     app.add_middleware(
         TransactionMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, runtime=runtime
+    )
+    app.add_middleware(  # after routing: it needs the operation
+        ThreadedReadsMiddleware, position=MiddlewarePosition.BEFORE_SECURITY, runtime=runtime
     )
     register_error_handlers(app, KnownRoutes(_methods_by_path(spec)))
     app.runtime = runtime  # type: ignore[attr-defined]  # for the CLI and tests
@@ -146,6 +156,7 @@ def _lifespan(runtime: Runtime, metrics: Metrics) -> Any:
     async def lifespan(_app: Any) -> AsyncIterator[None]:
         runtime.engine = db.create_engine(runtime.settings.database_url, runtime.settings)
         runtime.sessions = db.session_factory(runtime.engine)
+        await _open_read_engines(runtime)
         # What is loaded by now (the spec, its validators, the mappings) lives as long as
         # the process: out of the collector's sight, a full collection no longer walks it
         # in the middle of a request.
@@ -161,6 +172,40 @@ def _lifespan(runtime: Runtime, metrics: Metrics) -> Any:
             with contextlib.suppress(asyncio.CancelledError):
                 await pruning
             await runtime.engine.dispose()
+            for read_engine in (runtime.read_engine, runtime.threaded_read_engine):
+                if read_engine is not None:
+                    await read_engine.dispose()
             runtime.engine = runtime.sessions = None
+            runtime.read_engine = runtime.threaded_read_engine = runtime.read_sessions = None
 
     return lifespan
+
+
+async def _open_read_engines(runtime: Runtime) -> None:
+    """SQLite: GET requests read off the write lock (nestauth.db); none on PostgreSQL."""
+    url, settings = runtime.settings.database_url, runtime.settings
+    runtime.read_engine = db.create_inline_read_engine(url, settings)
+    runtime.threaded_read_engine = db.create_read_engine(url, settings)
+    if runtime.read_engine is not None and runtime.threaded_read_engine is not None:
+        assert runtime.engine is not None
+        runtime.read_sessions = db.session_factory(
+            runtime.engine, runtime.read_engine, runtime.threaded_read_engine
+        )
+
+
+def threaded_read_operations(spec: dict[str, Any]) -> frozenset[str]:
+    """The lists and searches (GET operations taking `limit`): their reads may be long, so
+    on SQLite they run in worker threads rather than on the event loop."""
+
+    def takes_limit(operation: dict[str, Any]) -> bool:
+        return any(
+            parameter.get("name") == "limit"
+            or parameter.get("$ref", "").rsplit("/", 1)[-1].lower() == "limit"
+            for parameter in operation.get("parameters", [])
+        )
+
+    return frozenset(
+        _resolved_operation_id(operation)
+        for path_item in spec["paths"].values()
+        if (operation := path_item.get("get")) is not None and takes_limit(operation)
+    )

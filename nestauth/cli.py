@@ -121,6 +121,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         log_level="info",
         # SIGTERM: stop accepting, let in-flight requests finish, then exit within this bound.
         timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
+        loop=settings.event_loop,
         # X-Forwarded-For/-Proto from NESTAUTH_TRUSTED_PROXIES only. Uvicorn's own default
         # trusts 127.0.0.1 (or FORWARDED_ALLOW_IPS): any local process could name any client.
         proxy_headers=bool(settings.trusted_proxies),

@@ -63,7 +63,13 @@ def private_sqlite_file(database_url: str) -> None:
     path = Path(database)
     if not path.parent.exists():
         path.parent.mkdir(mode=0o700, parents=True)
-    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    # Never open an existing file: closing any descriptor of a database drops every POSIX lock
+    # this process holds on it, SQLite's included, and corrupts it under concurrent use
+    # (sqlite.org/howtocorrupt.html, 2.2). A file that does not exist yet is no one's.
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass
     for companion in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
         if companion.exists() and stat.S_IMODE(companion.stat().st_mode) & 0o077:
             companion.chmod(0o600)  # made by an earlier release with the umask's mode

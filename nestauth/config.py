@@ -167,6 +167,24 @@ class Settings:
     # None: audit events are kept forever.
     audit_retention_days: int | None = env("NESTAUTH_AUDIT_RETENTION_DAYS", None, _positive_int)
     metrics_token: str | None = env("NESTAUTH_METRICS_TOKEN", None)  # None: /metrics is a 404
+    # asyncio: under a flood of busy connections uvloop accepted no new connection until the
+    # flood ended (measured, bench/flood.py); asyncio kept serving newcomers.
+    # uvicorn's own choice (uvloop when installed) until the benchmark weighs the flood case
+    # against the others: asyncio measured ~9% fewer health requests/s, uvloop starved new
+    # connections under a 400-connection flood (bench/README.md).
+    event_loop: str = env("NESTAUTH_EVENT_LOOP", "auto", _one_of("auto", "asyncio", "uvloop"))
+    hash_queue_size: int = env("NESTAUTH_HASH_QUEUE_SIZE", 16, _positive_int)
+    hash_max_in_flight_per_client: int = env(
+        "NESTAUTH_HASH_MAX_IN_FLIGHT_PER_CLIENT", 2, _positive_int
+    )
+    ip_max_failures: int = env("NESTAUTH_IP_MAX_FAILURES", 50, _positive_int)
+    account_slow_after_failures: int = env(
+        "NESTAUTH_ACCOUNT_SLOW_AFTER_FAILURES", 10, _positive_int
+    )
+    account_slow_max_seconds: int = env("NESTAUTH_ACCOUNT_SLOW_MAX_SECONDS", 60, _positive_int)
+    signup_max_per_ip: int = env("NESTAUTH_SIGNUP_MAX_PER_IP", 20, _positive_int)
+    signup_max_per_email_ip: int = env("NESTAUTH_SIGNUP_MAX_PER_EMAIL_IP", 5, _positive_int)
+    signup_window_seconds: int = env("NESTAUTH_SIGNUP_WINDOW_SECONDS", 60 * 60, _positive_int)
     var_dir: Path = env("NESTAUTH_VAR_DIR", Path("var"), _path)
 
     @classmethod

@@ -17,6 +17,7 @@ from nestauth.services.audit import AdminActor, RequestMeta
 from nestauth.services.secrets import SecretBox
 
 SCOPE_KEY = "nestauth.context"
+READ_METHODS = frozenset({"GET", "HEAD"})
 
 
 @dataclass
@@ -29,6 +30,17 @@ class Runtime:
     clock: Callable[[], datetime] = utcnow
     engine: AsyncEngine | None = None
     sessions: async_sessionmaker[AsyncSession] | None = None
+    # SQLite only: the sessions of GET requests, whose plain reads use the read engines
+    # (threaded for the operations in threaded_read_operations: the lists and searches).
+    read_engine: AsyncEngine | None = None
+    threaded_read_engine: AsyncEngine | None = None
+    read_sessions: async_sessionmaker[AsyncSession] | None = None
+    threaded_read_operations: frozenset[str] = frozenset()
+
+    def sessions_for(self, method: str) -> async_sessionmaker[AsyncSession] | None:
+        if method in READ_METHODS and self.read_sessions is not None:
+            return self.read_sessions
+        return self.sessions
 
     @property
     def secret_box(self) -> SecretBox:

@@ -20,6 +20,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
 
+from nestauth import db
+
 log = logging.getLogger("nestauth.errors")
 
 
@@ -162,9 +164,9 @@ class HeaderFieldsTooLarge(ApiError):
 class RateLimited(ApiError):
     status_code, code, message = 429, "RATE_LIMITED", "Too many attempts; try again later"
 
-    def __init__(self, retry_after: int) -> None:
+    def __init__(self, retry_after: int, message: str | None = None) -> None:
         super().__init__(
-            details={"retryAfter": retry_after}, headers={"Retry-After": str(retry_after)}
+            message, details={"retryAfter": retry_after}, headers={"Retry-After": str(retry_after)}
         )
 
 
@@ -185,6 +187,27 @@ class RequestRejected(ApiError):
 
 class ServiceUnavailable(ApiError):
     status_code, code, message = 503, "SERVICE_UNAVAILABLE", "Service temporarily unavailable"
+
+
+class HashingBusy(ApiError):
+    """Every place in the password-hashing queue is taken: the server is overloaded, not the
+    client at fault (unlike RATE_LIMITED). Answered at once; retrying shortly is safe."""
+
+    status_code, code = 503, "HASHING_BUSY"
+    message = "The server is busy checking passwords; retry shortly"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            details={"retryAfter": retry_after}, headers={"Retry-After": str(retry_after)}
+        )
+
+
+class StatementTimeout(ApiError):
+    """A database statement ran past NESTAUTH_DB_STATEMENT_TIMEOUT_MS and was stopped; the
+    request's transaction was rolled back."""
+
+    status_code, code = 503, "STATEMENT_TIMEOUT"
+    message = "The database took too long and the request was stopped; nothing was changed"
 
 
 # Codes for failures Connexion and Starlette raise themselves, by status.
@@ -335,6 +358,10 @@ def http_exception_handler(known_routes: KnownRoutes) -> Any:
 
 
 async def handle_unexpected(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    if db.is_statement_timeout(exc):
+        db.STATEMENT_TIMEOUTS.record()
+        log.warning("statement stopped at its deadline: %s", type(exc).__name__)
+        return _response(503, StatementTimeout.code, StatementTimeout.message)
     if is_database_unavailable(exc):
         log.warning("database unavailable: %s", type(exc).__name__)
         return _response(503, ServiceUnavailable.code, ServiceUnavailable.message)

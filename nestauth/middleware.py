@@ -1,4 +1,4 @@
-"""ASGI middleware: the body-size limit and the per-request transaction."""
+"""ASGI middleware: the body-size limit, the per-request transaction and where its reads run."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from urllib.parse import urlsplit, urlunsplit
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from nestauth.context import SCOPE_KEY, RequestContext, Runtime
+from nestauth.context import SCOPE_KEY, RequestContext, Runtime, operation_id
+from nestauth.db import STATEMENT_TIMEOUTS, THREADED_READS, is_statement_timeout
 from nestauth.errors import (
     PayloadTooLarge,
+    StatementTimeout,
     ValidationFailed,
     envelope_bytes,
     is_database_unavailable,
@@ -96,7 +98,8 @@ class TransactionMiddleware:
         self.app, self.runtime = app, runtime
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.runtime.sessions is None:
+        sessions = self.runtime.sessions_for(scope.get("method", ""))
+        if scope["type"] != "http" or sessions is None:
             await self.app(scope, receive, send)
             return
         # One turn of the event loop before the work: requests that arrived together then
@@ -104,7 +107,7 @@ class TransactionMiddleware:
         # just after the loop polled always missed a whole round (measured: 2 connections
         # of 16 at twice the others' latency).
         await asyncio.sleep(0)
-        async with self.runtime.sessions() as session:
+        async with sessions() as session:
             scope[SCOPE_KEY] = RequestContext(self.runtime, session, scope)
             try:
                 await self._handle(session, scope, receive, send)
@@ -131,6 +134,21 @@ class TransactionMiddleware:
         await self.app(scope, receive, send_after_commit)
 
 
+class ThreadedReadsMiddleware:
+    """After routing (it needs the operation): the reads of a list or search run in worker
+    threads (SQLite), so a long one does not hold the event loop. A session bound to one
+    engine ignores the mark."""
+
+    def __init__(self, app: ASGIApp, *, runtime: Runtime) -> None:
+        self.app, self.runtime = app, runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ctx = scope.get(SCOPE_KEY)
+        if ctx is not None and operation_id(scope) in self.runtime.threaded_read_operations:
+            ctx.session.info[THREADED_READS] = True
+        await self.app(scope, receive, send)
+
+
 async def _finish(session: Any, status: int) -> tuple[int, str, str] | None:
     """Commits a success, rolls back a failure; a failed commit becomes an error response."""
     if status >= 400:
@@ -140,6 +158,9 @@ async def _finish(session: Any, status: int) -> tuple[int, str, str] | None:
         await session.commit()
     except Exception as exc:
         await _rollback_quietly(session)
+        if is_statement_timeout(exc):
+            STATEMENT_TIMEOUTS.record()
+            return 503, StatementTimeout.code, StatementTimeout.message
         if is_database_unavailable(exc):
             log.warning("commit failed, database unavailable: %s", type(exc).__name__)
             return 503, "SERVICE_UNAVAILABLE", "Service temporarily unavailable"

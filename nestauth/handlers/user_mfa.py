@@ -34,7 +34,7 @@ def _signed_in() -> step_up.SignedIn:
     """The user and the session of an access token (not a setup-only token)."""
     ctx = context.current()
     assert ctx.user is not None and ctx.user_session is not None
-    return step_up.SignedIn(ctx.user, ctx.user_session)
+    return step_up.SignedIn(ctx.user, ctx.user_session, ctx.meta.ip)
 
 
 async def get_mfa_status() -> dict[str, Any]:
@@ -89,7 +89,7 @@ async def verify_totp_setup(*, body: dict[str, Any]) -> dict[str, Any]:
     ctx, user = context.current(), _user()
     device = await mfa.finish_enrolment(
         ctx.session, ctx.settings, ctx.runtime.secret_box, user,
-        secret=body["secret"], otp=body["otp"], now=ctx.now(),
+        secret=body["secret"], otp=body["otp"], now=ctx.now(), address=ctx.meta.ip,
     )  # fmt: skip
     if ctx.setup_challenge is None:
         return {"message": "TOTP device verified", "deviceId": str(device.id)}
@@ -111,8 +111,9 @@ async def verify_mfa(*, body: dict[str, Any]) -> dict[str, Any]:
     ctx = context.current()
     challenge, user = await mfa.open_challenge(ctx.session, body["mfaToken"], "login", ctx.now())
     await mfa.check_totp(
-        ctx.session, ctx.settings, ctx.runtime.secret_box, user, body["otp"], ctx.now()
-    )
+        ctx.session, ctx.settings, ctx.runtime.secret_box, user, body["otp"], ctx.now(),
+        ctx.meta.ip,
+    )  # fmt: skip
     await mfa.close_challenge(ctx.session, challenge, ctx.now())
     tokens = await auth.open_session(ctx.session, ctx.settings, user, ctx.meta, ctx.now())
     return tokens_view(tokens, "MFA verified")
@@ -121,7 +122,9 @@ async def verify_mfa(*, body: dict[str, Any]) -> dict[str, Any]:
 async def verify_mfa_recovery_code(*, body: dict[str, Any]) -> dict[str, Any]:
     ctx = context.current()
     challenge, user = await mfa.open_challenge(ctx.session, body["mfaToken"], "login", ctx.now())
-    await mfa.use_recovery_code(ctx.session, ctx.settings, user, body["code"], ctx.now())
+    await mfa.use_recovery_code(
+        ctx.session, ctx.settings, user, body["code"], ctx.now(), ctx.meta.ip
+    )
     await mfa.close_challenge(ctx.session, challenge, ctx.now())
     tokens = await auth.open_session(ctx.session, ctx.settings, user, ctx.meta, ctx.now())
     return tokens_view(tokens, "Recovery code accepted")

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from nestauth.config import Settings
 from nestauth.errors import InvalidCredentials, SessionExpired, SessionInvalid
 from nestauth.models import Admin, AdminSession, core_table
-from nestauth.services import credentials, ratelimit, tokens
+from nestauth.services import credentials, passwords, ratelimit, tokens
 from nestauth.services.audit import AdminActor, RequestMeta, record_admin_action, record_event
 from nestauth.services.emails import normalize_email
 
@@ -62,11 +62,12 @@ class IssuedSession:
     session_id: uuid.UUID
 
 
-def login_limit(settings: Settings) -> ratelimit.Limit:
-    return ratelimit.Limit(
-        scope="admin-login",
-        max_failures=settings.admin_login_max_failures,
-        window=timedelta(seconds=settings.admin_login_lock_seconds),
+def login_policy(settings: Settings) -> ratelimit.Policy:
+    return ratelimit.Policy.of(
+        "admin-login",
+        settings.admin_login_max_failures,
+        timedelta(seconds=settings.admin_login_lock_seconds),
+        settings,
     )
 
 
@@ -81,17 +82,20 @@ async def log_in(
 ) -> IssuedSession:
     """One answer for an unknown email and a wrong password, in similar time (ASVS 2.2.x)."""
     normalized = normalize_email(email)
-    admin = await session.scalar(select(Admin).where(Admin.email == normalized))
-    limit = login_limit(settings)
-    if not await credentials.check_password(session, limit, normalized, admin, password, now):
-        await record_event(
-            session, action="admin.login_failed", actor_type="anonymous", actor_id=None,
-            actor_email=normalized, meta=meta, now=now, target_type="admin",
-            target_id=admin.id if admin else None,
-        )  # fmt: skip
-        # The failure must count although the request fails: commit before raising.
-        await session.commit()
-        raise InvalidCredentials()
+    policy = login_policy(settings)
+    with passwords.admission(settings, meta.ip):
+        admin = await session.scalar(select(Admin).where(Admin.email == normalized))
+        if not await credentials.check_password(
+            session, policy, normalized, meta.ip, admin, password, now
+        ):
+            await record_event(
+                session, action="admin.login_failed", actor_type="anonymous", actor_id=None,
+                actor_email=normalized, meta=meta, now=now, target_type="admin",
+                target_id=admin.id if admin else None,
+            )  # fmt: skip
+            # The failure must count although the request fails: commit before raising.
+            await session.commit()
+            raise InvalidCredentials()
     assert admin is not None
     issued = await _issue(session, settings, admin, meta, now)
     # Same transaction as the new session: no session without its event, nor the reverse.

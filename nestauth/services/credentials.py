@@ -12,8 +12,9 @@ from nestauth.services import passwords, ratelimit
 
 async def check_password(
     session: AsyncSession,
-    limit: ratelimit.Limit,
+    policy: ratelimit.Policy,
     subject: str,
+    address: str | None,
     account: Admin | User | None,
     password: str,
     now: datetime,
@@ -26,14 +27,16 @@ async def check_password(
     The attempt is counted as a failure and committed before the hash is checked, so no
     transaction (on SQLite: the database's one writer) waits on argon2, and parallel
     guesses can never outrun the limit; a success then clears the count and upgrades an
-    old hash."""
-    await ratelimit.ensure_allowed(session, limit, subject, now)
-    await ratelimit.record_failure(session, limit, subject, now)
+    old hash. The caller holds a place in the hashing queue (passwords.admission) from
+    before its account look-up, so that a refused request costs no database work."""
+    await ratelimit.ensure_allowed_from(session, policy, subject, address, now)
+    await ratelimit.record_failure_from(session, policy, subject, address, now)
     await session.commit()
     hashed = account.password_hash if account else None
     if not await passwords.verify_password(hashed, password) or not usable:
         return False
-    await ratelimit.clear(session, limit, subject)
+    await ratelimit.clear_pair(session, policy, subject, address)
+    await ratelimit.withdraw_failure(session, policy, subject, address)
     if account is not None and hashed and passwords.needs_rehash(hashed):
         account.password_hash = await passwords.hash_password(password)
     return True

@@ -35,7 +35,7 @@ from nestauth.models import (
     UserSession,
     core_table,
 )
-from nestauth.services import admin_sessions, mfa, ratelimit, user_auth
+from nestauth.services import admin_sessions, admins, mfa, ratelimit, user_auth
 
 if TYPE_CHECKING:
     from nestauth.context import Runtime
@@ -78,9 +78,11 @@ def _challenges_gone(settings: Settings, now: datetime) -> ColumnElement[bool]:
 def _buckets_gone(settings: Settings, now: datetime) -> ColumnElement[bool]:
     """Each scope has its own window; a bucket of an unknown scope is left alone."""
     limits = (
-        admin_sessions.login_limit(settings),
-        user_auth.login_limit(settings),
-        mfa.mfa_limit(settings),
+        *admin_sessions.login_policy(settings).limits(),
+        *user_auth.login_policy(settings).limits(),
+        *mfa.mfa_policy(settings).limits(),
+        *user_auth.signup_limits(settings),
+        *admins.signup_limits(settings),
     )
     return and_(
         or_(RateLimitBucket.blocked_until.is_(None), RateLimitBucket.blocked_until <= now),

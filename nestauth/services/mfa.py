@@ -43,9 +43,10 @@ class Enrolment:
     qr_code: str
 
 
-def mfa_limit(settings: Settings) -> ratelimit.Limit:
-    return ratelimit.Limit(
-        "mfa", settings.mfa_max_failures, timedelta(seconds=settings.mfa_lock_seconds)
+def mfa_policy(settings: Settings) -> ratelimit.Policy:
+    """Per (user, address) strict, per address, per user only slowed (ratelimit.Policy)."""
+    return ratelimit.Policy.of(
+        "mfa", settings.mfa_max_failures, timedelta(seconds=settings.mfa_lock_seconds), settings
     )
 
 
@@ -91,12 +92,18 @@ async def close_challenge(session: AsyncSession, challenge: MfaChallenge, now: d
 
 
 async def check_totp(
-    session: AsyncSession, settings: Settings, box: SecretBox, user: User, otp: str, now: datetime
+    session: AsyncSession,
+    settings: Settings,
+    box: SecretBox,
+    user: User,
+    otp: str,
+    now: datetime,
+    address: str | None = None,
 ) -> TotpDevice:
     """A fresh code of one of the user's verified devices; rate limits first (Warehouse's
     order), then replay: a code already accepted for that device is refused and logged."""
-    limit = mfa_limit(settings)
-    await ratelimit.ensure_allowed(session, limit, str(user.id), now)
+    policy = mfa_policy(settings)
+    await ratelimit.ensure_allowed_from(session, policy, str(user.id), address, now)
     # Every secret opened before any code is compared: one that no key opens fails the step
     # before it can become an uncounted guess against the others.
     opened = [
@@ -109,16 +116,20 @@ async def check_totp(
         if step is None:
             continue
         if await totp.claim_step(session, device.id, step, now):
-            await ratelimit.clear(session, limit, str(user.id))
+            await ratelimit.clear_pair(session, policy, str(user.id), address)
             return device
         log.warning("TOTP replay rejected for device %s", device.id)
-    await _fail(session, limit, user, now)
+    await _fail(session, policy, user, address, now)
 
 
 async def _fail(
-    session: AsyncSession, limit: ratelimit.Limit, user: User, now: datetime
+    session: AsyncSession,
+    policy: ratelimit.Policy,
+    user: User,
+    address: str | None,
+    now: datetime,
 ) -> NoReturn:
-    await ratelimit.record_failure(session, limit, str(user.id), now)
+    await ratelimit.record_failure_from(session, policy, str(user.id), address, now)
     await session.commit()  # the failure counts although the request fails
     raise MfaCodeInvalid()
 
@@ -160,6 +171,7 @@ async def finish_enrolment(
     secret: str,
     otp: str,
     now: datetime,
+    address: str | None = None,
 ) -> TotpDevice:
     """Verifies a pending (unexpired) device; the code that verified it counts as used."""
     await totp_devices.lock_devices(session, user.id)
@@ -174,12 +186,12 @@ async def finish_enrolment(
         raise TotpDeviceNotFound("No pending TOTP setup with this secret (or it expired)")
     if sum(d.verified for d in devices) >= MAX_DEVICES:
         raise DeviceLimitReached()
-    limit = mfa_limit(settings)
-    await ratelimit.ensure_allowed(session, limit, str(user.id), now)
+    policy = mfa_policy(settings)
+    await ratelimit.ensure_allowed_from(session, policy, str(user.id), address, now)
     step = totp.matching_step(secret, otp, now)
     if step is None or not await totp.claim_step(session, device.id, step, now):
-        await _fail(session, limit, user, now)
-    await ratelimit.clear(session, limit, str(user.id))
+        await _fail(session, policy, user, address, now)
+    await ratelimit.clear_pair(session, policy, str(user.id), address)
     device.verified = True
     user.is_mfa_enabled = True
     return device
@@ -218,10 +230,15 @@ async def new_recovery_codes(
 
 
 async def use_recovery_code(
-    session: AsyncSession, settings: Settings, user: User, code: str, now: datetime
+    session: AsyncSession,
+    settings: Settings,
+    user: User,
+    code: str,
+    now: datetime,
+    address: str | None = None,
 ) -> None:
-    limit = mfa_limit(settings)
-    await ratelimit.ensure_allowed(session, limit, str(user.id), now)
+    policy = mfa_policy(settings)
+    await ratelimit.ensure_allowed_from(session, policy, str(user.id), address, now)
     result = await session.execute(
         update(RecoveryCode)
         .where(
@@ -232,8 +249,8 @@ async def use_recovery_code(
         .values(used_at=now)
     )
     if not result.rowcount:  # type: ignore[attr-defined]
-        await _fail(session, limit, user, now)
-    await ratelimit.clear(session, limit, str(user.id))
+        await _fail(session, policy, user, address, now)
+    await ratelimit.clear_pair(session, policy, str(user.id), address)
 
 
 async def has_unused_recovery_codes(session: AsyncSession, user_id: uuid.UUID) -> bool:

@@ -2,6 +2,15 @@
 
 After `max_failures` failures within `window` the subject is blocked for `window`
 (OWASP ASVS 2.2.1: anti-automation against credential stuffing and brute force).
+
+A secret guessed from many sides (a password, an MFA code) is guarded by a `Policy` of
+three layers, so that no one can lock an account's owner out by failing on purpose:
+- per (account, address): a strict lock; it binds only the address that failed;
+- per address, whatever the account: a lock with a higher threshold (credential stuffing);
+- per account, from every address: never a lock, only a slowing. Past `after` failures in
+  the window, each further failure holds back the address that made it, for that account,
+  for a delay doubling with every failure (1, 2, 4 ... seconds, up to `max_delay`). An
+  address that does not fail is never held back, so the owner still signs in.
 """
 
 from __future__ import annotations
@@ -11,11 +20,12 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from nestauth.config import Settings
 from nestauth.errors import RateLimited
 from nestauth.models import RateLimitBucket, core_table
 
@@ -36,6 +46,12 @@ _LOCKED_BUCKET = (
 _LOCKED_BLOCK = (
     select(_BUCKETS.c.blocked_until).where(_BUCKETS.c.key == bindparam("key")).with_for_update()
 )
+_BLOCK = select(_BUCKETS.c.blocked_until).where(_BUCKETS.c.key == bindparam("key"))
+_WITHDRAW_FAILURE = (
+    update(_BUCKETS)
+    .where(_BUCKETS.c.key == bindparam("bucket"), _BUCKETS.c.failures > 0)
+    .values(failures=_BUCKETS.c.failures - 1)
+)
 _CLEAR_BUCKET = delete(_BUCKETS).where(_BUCKETS.c.key == bindparam("key"))
 
 
@@ -46,8 +62,12 @@ class Limit:
     window: timedelta
 
     def key(self, subject: str) -> str:
-        # A digest keeps emails out of this table and bounds the key length.
-        return f"{self.scope}:{hashlib.sha256(subject.encode()).hexdigest()}"
+        return _key(self.scope, subject)
+
+
+def _key(scope: str, subject: str) -> str:
+    # A digest keeps emails and addresses out of this table and bounds the key length.
+    return f"{scope}:{hashlib.sha256(subject.encode()).hexdigest()}"
 
 
 async def ensure_allowed(session: AsyncSession, limit: Limit, subject: str, now: datetime) -> None:
@@ -70,7 +90,9 @@ async def _locked_bucket(session: AsyncSession, key: str, now: datetime) -> Rate
     return (await session.execute(_LOCKED_BUCKET, {"key": key})).scalar_one()
 
 
-async def record_failure(session: AsyncSession, limit: Limit, subject: str, now: datetime) -> None:
+async def record_failure(
+    session: AsyncSession, limit: Limit, subject: str, now: datetime
+) -> RateLimitBucket:
     bucket = await _locked_bucket(session, limit.key(subject), now)
     if bucket.window_started_at + limit.window <= now:
         bucket.failures, bucket.window_started_at = 0, now
@@ -79,6 +101,110 @@ async def record_failure(session: AsyncSession, limit: Limit, subject: str, now:
         bucket.blocked_until = now + limit.window
         bucket.failures, bucket.window_started_at = 0, now
     await session.flush()
+    return bucket
+
+
+@dataclass(frozen=True)
+class Slowdown:
+    scope: str
+    after: int
+    window: timedelta
+    max_delay: timedelta
+
+    def delay(self, failures: int) -> timedelta | None:
+        if failures < self.after:
+            return None
+        doublings = min(failures - self.after, 30)  # 2**30 s is past any max_delay
+        return min(self.max_delay, timedelta(seconds=2**doublings))
+
+    def scope_key(self, account: str) -> str:
+        return _key(self.scope, account)
+
+
+@dataclass(frozen=True)
+class Policy:
+    pair: Limit  # per (account, address): strict
+    address: Limit  # per address, every account
+    account: Slowdown  # per account, every address: delays only
+
+    @classmethod
+    def of(cls, scope: str, max_failures: int, window: timedelta, settings: Settings) -> Policy:
+        """The pair keeps the plain scope name (and the settings of the old per-account
+        lock), the other layers add a suffix: every scope counts apart."""
+        return cls(
+            Limit(scope, max_failures, window),
+            Limit(f"{scope}-ip", settings.ip_max_failures, window),
+            Slowdown(
+                f"{scope}-account",
+                settings.account_slow_after_failures,
+                window,
+                timedelta(seconds=settings.account_slow_max_seconds),
+            ),
+        )
+
+    def limits(self) -> tuple[Limit, Limit, Limit]:
+        """Every scope this policy writes, with its window (for pruning)."""
+        slow = self.account
+        return self.pair, self.address, Limit(slow.scope, slow.after, slow.window)
+
+
+def _pair(account: str, address: str | None) -> str:
+    return f"{account}|{address or 'unknown'}"
+
+
+async def ensure_allowed_from(
+    session: AsyncSession, policy: Policy, account: str, address: str | None, now: datetime
+) -> None:
+    """The pair's block, its row locked until the attempt is settled (parallel guesses from
+    one address count one after another), and the address's, read without a lock (parallel
+    attempts from one address are bounded by the hashing queue's per-address cap). Rows are
+    locked pair, then address, then account, in every transaction: no lock-order deadlock
+    on PostgreSQL."""
+    await ensure_allowed(session, policy.pair, _pair(account, address), now)
+    blocked_until = await session.scalar(_BLOCK, {"key": policy.address.key(address or "unknown")})
+    if blocked_until and blocked_until > now:
+        raise RateLimited(retry_after=_seconds_until(blocked_until, now))
+
+
+async def record_failure_from(
+    session: AsyncSession, policy: Policy, account: str, address: str | None, now: datetime
+) -> None:
+    pair = await record_failure(session, policy.pair, _pair(account, address), now)
+    await record_failure(session, policy.address, address or "unknown", now)
+    slow = policy.account
+    counted = await _locked_bucket(session, slow.scope_key(account), now)
+    if counted.window_started_at + slow.window <= now:
+        counted.failures, counted.window_started_at = 0, now
+    counted.failures += 1
+    delay = slow.delay(counted.failures)
+    if delay is not None and (pair.blocked_until is None or pair.blocked_until < now + delay):
+        pair.blocked_until = now + delay
+    await session.flush()
+
+
+async def clear_pair(
+    session: AsyncSession, policy: Policy, account: str, address: str | None
+) -> None:
+    """A success clears its own pair only: an address cannot wash its record, nor an
+    owner's success the slowing of an attack that goes on."""
+    await clear(session, policy.pair, _pair(account, address))
+
+
+async def withdraw_failure(
+    session: AsyncSession, policy: Policy, account: str, address: str | None
+) -> None:
+    """Takes back a failure counted before the outcome was known (the password step counts
+    first, see credentials) from the address's and the account's counts; without it every
+    success would count against its address (the pair is cleared by clear_pair)."""
+    for key in (policy.address.key(address or "unknown"), policy.account.scope_key(account)):
+        await session.execute(_WITHDRAW_FAILURE, {"bucket": key})
+
+
+async def count_attempt(session: AsyncSession, limit: Limit, subject: str, now: datetime) -> None:
+    """For limits on attempts, failed or not (sign-ups): the `max_failures`th attempt in the
+    window is the last one allowed."""
+    await ensure_allowed(session, limit, subject, now)
+    await record_failure(session, limit, subject, now)
 
 
 async def clear(session: AsyncSession, limit: Limit, subject: str) -> None:

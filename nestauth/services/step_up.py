@@ -48,6 +48,7 @@ class Proof:
 class SignedIn:
     user: User
     session: UserSession
+    address: str | None = None  # the client's, for the failure limits of a proof
 
 
 async def ensure_recent_sign_in(
@@ -64,13 +65,14 @@ async def ensure_recent_sign_in(
     A proof renews the window (one step-up covers the next few changes)."""
     user = signed_in.user
     if proof.otp is not None:
-        await mfa.check_totp(db, settings, box, user, proof.otp, now)
+        await mfa.check_totp(db, settings, box, user, proof.otp, now, signed_in.address)
     elif proof.password is not None:
         if await db.scalar(_ANY_VERIFIED_DEVICE, {"uid": user.id}) is not None:
             raise ReauthenticationRequired()
         await user_auth.check_password(
-            db, settings, email=user.email, password=proof.password, now=now
-        )
+            db, settings, email=user.email, password=proof.password,
+            address=signed_in.address, now=now,
+        )  # fmt: skip
     elif _recent(settings, signed_in.session, now):
         return
     else:

@@ -15,6 +15,7 @@ from nestauth.models import UsedRefreshToken, User, UserSession, core_table
 from nestauth.services import (
     credentials,
     mfa,
+    passwords,
     ratelimit,
     tokens,
     user_sessions,
@@ -41,11 +42,22 @@ class Principal:
     session: UserSession
 
 
-def login_limit(settings: Settings) -> ratelimit.Limit:
-    return ratelimit.Limit(
+def login_policy(settings: Settings) -> ratelimit.Policy:
+    return ratelimit.Policy.of(
         "user-login",
         settings.user_login_max_failures,
         timedelta(seconds=settings.user_login_lock_seconds),
+        settings,
+    )
+
+
+def signup_limits(settings: Settings) -> tuple[ratelimit.Limit, ratelimit.Limit]:
+    """Sign-ups per (email, address) and per address, successful or not: an address cannot
+    mass-create accounts, nor probe one email's 409 in a loop."""
+    window = timedelta(seconds=settings.signup_window_seconds)
+    return (
+        ratelimit.Limit("signup", settings.signup_max_per_email_ip, window),
+        ratelimit.Limit("signup-ip", settings.signup_max_per_ip, window),
     )
 
 
@@ -58,24 +70,41 @@ async def sign_up(
     meta: RequestMeta,
     now: datetime,
 ) -> Tokens:
-    user = await users.create_user(session, email=email, password=password)
+    """The attempt is counted and committed before the hash, like a login's password step:
+    no transaction waits on argon2."""
+    pair_limit, address_limit = signup_limits(settings)
+    address = meta.ip or "unknown"
+    with passwords.admission(settings, meta.ip):
+        await ratelimit.count_attempt(
+            session, pair_limit, f"{normalize_email(email)}|{address}", now
+        )
+        await ratelimit.count_attempt(session, address_limit, address, now)
+        await session.commit()
+        user = await users.create_user(session, email=email, password=password)
     return await open_session(session, settings, user, meta, now)
 
 
 async def check_password(
-    session: AsyncSession, settings: Settings, *, email: str, password: str, now: datetime
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    email: str,
+    password: str,
+    address: str | None,
+    now: datetime,
 ) -> User:
     """One answer for an unknown email, a wrong password and a deactivated account, in
     similar time (ASVS 2.2.x, no account enumeration)."""
     normalized = normalize_email(email)
-    user = await session.scalar(select(User).where(User.email == normalized))
-    usable = user is not None and user.is_active
-    limit = login_limit(settings)
-    if not await credentials.check_password(
-        session, limit, normalized, user, password, now, usable=usable
-    ):
-        await session.commit()  # the failure counts although the request fails
-        raise InvalidCredentials()
+    with passwords.admission(settings, address):
+        user = await session.scalar(select(User).where(User.email == normalized))
+        usable = user is not None and user.is_active
+        if not await credentials.check_password(
+            session, login_policy(settings), normalized, address, user, password, now,
+            usable=usable,
+        ):  # fmt: skip
+            await session.commit()  # the failure counts although the request fails
+            raise InvalidCredentials()
     assert user is not None
     return user
 
@@ -200,7 +229,9 @@ async def log_in(
 ) -> Tokens | MfaPending:
     """A user flagged for MFA, or under an MFA policy, with no verified device gets a
     setup-only token: enrol, then the login finishes. Never locked out."""
-    user = await check_password(session, settings, email=email, password=password, now=now)
+    user = await check_password(
+        session, settings, email=email, password=password, address=meta.ip, now=now
+    )
     if not (user.is_mfa_enabled or settings.mfa_required):
         return await open_session(session, settings, user, meta, now)
     has_device = any(d.verified for d in await users.list_devices(session, user.id))

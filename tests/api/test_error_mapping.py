@@ -186,7 +186,7 @@ class TestHealth:
     def test_200_database_answers(self, api: Api) -> None:
         response = api.client.get("/auth/health")
         assert response.status_code == 200, response.text
-        assert response.json() == {"status": "ok", "database": "ok"}
+        assert response.json() == {"status": "ok", "database": "ok", "writes": "ok"}
 
 
 # --- issue 12: hostile input and honest mapping ----------------------------------------------

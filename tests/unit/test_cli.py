@@ -259,3 +259,30 @@ class TestServeHashProfile:
         result = nestauth(tmp_path / "var", "db", "upgrade", NESTAUTH_PASSWORD_HASH_PROFILE="x")
         assert result.returncode == 2
         assert "NESTAUTH_PASSWORD_HASH_PROFILE" in result.stderr
+
+
+class TestPrivateFileKeepsLocks:
+    def test_a_lock_this_process_holds_on_the_database_survives(self, installed: Path) -> None:
+        """POSIX locks belong to the process: closing any descriptor of the file drops them
+        all, SQLite's included, and the database is then corrupted under concurrent use (the
+        housekeeping tests run `db prune` in the process that serves the same file)."""
+        from nestauth.cli_support import private_sqlite_file
+
+        database = installed / "nestauth.db"
+        holder = sqlite3.connect(database, isolation_level=None)
+        try:
+            holder.execute("BEGIN IMMEDIATE")  # the write lock, held by this process
+            private_sqlite_file(f"sqlite:///{database}")
+            probe = (
+                "import sqlite3, sys\n"
+                "c = sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None)\n"
+                "try:\n    c.execute('BEGIN IMMEDIATE')\nexcept sqlite3.OperationalError:\n"
+                "    sys.exit(3)\n"
+            )
+            other = subprocess.run(
+                [sys.executable, "-c", probe, str(database)], capture_output=True, check=False
+            )
+            assert other.returncode == 3, "another process took the write lock this one holds"
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
