@@ -10,6 +10,7 @@ from typing import Any
 from bench import cases
 from bench.harness import Load, Server, run_wrk
 from bench.seed import BulkUser
+from nestauth.services.pagination import MAX_DEPTH
 
 HEAVY_CONNECTIONS = 4  # the issue's "4 clients" on the most expensive lists
 LIGHT_CONNECTIONS = 4  # the unrelated requests measured meanwhile
@@ -21,9 +22,9 @@ def health() -> Load:
 
 
 def heavy_lists(token: str, users: int) -> Load:
-    """The most expensive list requests: the deepest page, and a search matching nothing
-    (every email is read)."""
-    last_page = max(1, min(1_000_000, users // 100))
+    """The most expensive list requests: the deepest page reachable by number (beyond it,
+    400 PAGE_TOO_DEEP: deeper pages are keyset cursors), and a search matching nothing."""
+    last_page = max(1, min(MAX_DEPTH // 100, users // 100))
     requests = [
         ("GET", f"{cases.USERS}?page={last_page}&limit=100", ""),
         ("GET", f"{cases.USERS}?search=no-such-email-anywhere&limit=100", ""),

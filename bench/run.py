@@ -21,7 +21,7 @@ import httpx
 import psycopg
 from sqlalchemy.engine import make_url
 
-from bench import cases, concurrency, flood, report, seed
+from bench import cases, concurrency, flood, lists, report, seed
 from bench.harness import BENCH_DIR, Load, Server, require_wrk, run_wrk
 from nestauth import db, migrations
 from nestauth.config import Settings
@@ -190,8 +190,20 @@ def scaling_cases(run: Run, target: seed.BulkUser) -> None:
         token = admin_token(server)
         run.measure(server, "seed-op-404", cases.seed_not_found(target, token))
         run.measure(server, "get-user", cases.get_user(target, token))
+        list_cases(run, server, token)
         run.memory["nestauth-large"] = settled_rss(server)
         concurrency.measure_mixed(run, server, token, target)
+
+
+def list_cases(run: Run, server: Server, token: str) -> None:
+    """Every admin list and the user search, with as many audit events as users (loaded
+    while the server idles)."""
+    missing = run.args.large_events - run.loop.run(lists.count_events(run.engine))
+    started = time.monotonic()
+    run.loop.run(lists.load_events(run.engine, max(0, missing)))
+    print(f"loaded {missing} audit events in {time.monotonic() - started:.0f} s", flush=True)
+    for name, load in run.loop.run(lists.cases(run.engine, cases.bearer(token))).items():
+        run.measure(server, name, load)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,12 +258,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--small-users", type=int, default=1_000)
     parser.add_argument("--large-users", type=int, default=1_000_000)
+    parser.add_argument("--large-events", type=int, default=1_000_000)
     parser.add_argument("--port", type=int, default=8899)
-    parser.add_argument("--smoke", action="store_true", help="2 s a case, 30,000 users at most")
+    parser.add_argument(
+        "--smoke", action="store_true", help="2 s a case, 30,000 users and audit events at most"
+    )
     args = parser.parse_args(argv)
     args.database = None
     if args.smoke:
         args.seconds, args.large_users = 2, min(args.large_users, 30_000)
+        args.large_events = min(args.large_events, 30_000)
     return args
 
 

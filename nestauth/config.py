@@ -139,6 +139,7 @@ class Settings:
         "NESTAUTH_REFRESH_TOKEN_SECONDS", 30 * 24 * 60 * 60, _positive_int
     )
     mfa_token_seconds: int = env("NESTAUTH_MFA_TOKEN_SECONDS", 5 * 60, _positive_int)
+    max_sessions_per_user: int = env("NESTAUTH_MAX_SESSIONS_PER_USER", 50, _positive_int)
     user_login_max_failures: int = env("NESTAUTH_USER_LOGIN_MAX_FAILURES", 5, _positive_int)
     user_login_lock_seconds: int = env("NESTAUTH_USER_LOGIN_LOCK_SECONDS", 15 * 60, _positive_int)
     mfa_max_failures: int = env("NESTAUTH_MFA_MAX_FAILURES", 5, _positive_int)

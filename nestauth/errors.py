@@ -93,6 +93,16 @@ class AdminBootstrapClosed(ApiError):
     message = "An admin already exists; bootstrap signup is closed"
 
 
+class PageTooDeep(ApiError):
+    status_code, code = 400, "PAGE_TOO_DEEP"
+    message = "page × limit exceeds the depth reachable by page number; follow meta.nextCursor"
+
+
+class CursorInvalid(ApiError):
+    status_code, code = 400, "CURSOR_INVALID"
+    message = "The cursor was not issued by this list"
+
+
 class UserNotFound(ApiError):
     status_code, code, message = 404, "USER_NOT_FOUND", "User not found"
 

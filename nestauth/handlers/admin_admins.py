@@ -8,11 +8,15 @@ from typing import Any
 from nestauth import context
 from nestauth.handlers.views import admin_view, page_view
 from nestauth.services import admins
+from nestauth.services.pagination import PageRequest
 
 
-async def list_admins(*, page: int = 1, limit: int = 20) -> dict[str, Any]:
+async def list_admins(
+    *, page: int = 1, limit: int = 20, cursor: str | None = None
+) -> dict[str, Any]:
     ctx = context.current()
-    return page_view(await admins.list_admins(ctx.session, page=page, limit=limit), admin_view)
+    found = await admins.list_admins(ctx.session, PageRequest(page, limit, cursor))
+    return page_view(found, admin_view)
 
 
 async def create_admin(*, body: dict[str, Any]) -> tuple[dict, int]:

@@ -6,15 +6,19 @@ import uuid
 from typing import Any
 
 from nestauth import context
-from nestauth.handlers.views import session_view
+from nestauth.handlers.views import page_view, session_view
 from nestauth.services import user_sessions, users
+from nestauth.services.pagination import PageRequest
 
 
-async def list_user_sessions(*, id_: str) -> dict[str, Any]:
+async def list_user_sessions(
+    *, id_: str, page: int = 1, limit: int = 20, cursor: str | None = None
+) -> dict[str, Any]:
     ctx = context.current()
     user = await users.get_user(ctx.session, uuid.UUID(id_))
-    live = await user_sessions.list_live(ctx.session, user.id, ctx.now())
-    return {"data": [session_view(s) for s in live]}
+    request = PageRequest(page, limit, cursor)
+    return page_view(await user_sessions.list_live(ctx.session, user.id, ctx.now(), request),
+                     session_view)  # fmt: skip
 
 
 async def revoke_user_sessions(*, id_: str) -> dict[str, Any]:

@@ -8,15 +8,20 @@ from typing import Any
 from nestauth import context
 from nestauth.handlers.views import device_view, page_view, session_view, user_view
 from nestauth.services import totp_devices, users
+from nestauth.services.pagination import PageRequest
 
 
 async def list_users(
-    *, page: int = 1, limit: int = 20, search: str | None = None, status: str | None = None
+    *,
+    page: int = 1,
+    limit: int = 20,
+    cursor: str | None = None,
+    search: str | None = None,
+    status: str | None = None,
 ) -> dict[str, Any]:
     ctx = context.current()
-    found = await users.list_users(
-        ctx.session, page=page, limit=limit, search=search, status=status
-    )
+    request = PageRequest(page, limit, cursor)
+    found = await users.list_users(ctx.session, request, search=search, status=status)
     return page_view(found, user_view)
 
 
@@ -39,6 +44,7 @@ async def get_user(*, id_: str) -> dict[str, Any]:
             "hasRecoveryCodes": detail.has_recovery_codes,
         },
         "sessions": [session_view(s) for s in detail.sessions],
+        "sessionsTotal": detail.sessions_total,
     }
 
 

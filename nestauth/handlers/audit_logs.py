@@ -8,12 +8,14 @@ from typing import Any
 from nestauth import context
 from nestauth.handlers.views import audit_view, page_view
 from nestauth.services import audit
+from nestauth.services.pagination import PageRequest
 
 
 async def list_audit_logs(
     *,
     page: int = 1,
     limit: int = 20,
+    cursor: str | None = None,
     user_id: str | None = None,
     actor_id: str | None = None,
     action: str | None = None,
@@ -21,8 +23,7 @@ async def list_audit_logs(
     ctx = context.current()
     events = await audit.list_events(
         ctx.session,
-        page=page,
-        limit=limit,
+        PageRequest(page, limit, cursor),
         user_id=uuid.UUID(user_id) if user_id else None,
         actor_id=uuid.UUID(actor_id) if actor_id else None,
         action=action,

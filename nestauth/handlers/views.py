@@ -92,5 +92,7 @@ def page_view(page: Page[T], item_view: Callable[[T], dict[str, Any]]) -> dict[s
             "limit": page.limit,
             "total": page.total,
             "totalPages": page.total_pages,
+            "totalExact": page.total_exact,
+            "nextCursor": page.next_cursor,
         },
     }

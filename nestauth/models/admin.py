@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, String
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from nestauth.models.base import Base, Timestamps, UuidPrimaryKey, utcnow
@@ -15,7 +15,10 @@ ADMIN_ROLES = ("owner", "admin", "viewer")
 
 class Admin(UuidPrimaryKey, Timestamps, Base):
     __tablename__ = "admins"
-    __table_args__ = (CheckConstraint("role IN ('owner', 'admin', 'viewer')", name="role"),)
+    __table_args__ = (
+        CheckConstraint("role IN ('owner', 'admin', 'viewer')", name="role"),
+        Index("ix_admins_created_at_id", "created_at", "id"),  # the list's order
+    )
 
     email: Mapped[str] = mapped_column(String(254), unique=True)  # normalised: trimmed, lower
     name: Mapped[str | None] = mapped_column(String(200))

@@ -6,16 +6,27 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, LargeBinary, String
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from nestauth.models.base import Base, Timestamps, UuidPrimaryKey, utcnow
 
+# Byte order on PostgreSQL too, as on SQLite: a search is a range of the email index
+# ([prefix, next prefix)), which a linguistic collation would not keep contiguous.
+EMAIL_TYPE = String(254).with_variant(String(254, collation="C"), "postgresql")
+
 
 class User(UuidPrimaryKey, Timestamps, Base):
     __tablename__ = "users"
+    # The list's order (newest first, id breaking ties) and each status filter with it: a
+    # page, and the next one after a cursor, is a short range of one index.
+    __table_args__ = (
+        Index("ix_users_created_at_id", "created_at", "id"),
+        Index("ix_users_is_active_created_at_id", "is_active", "created_at", "id"),
+        Index("ix_users_is_verified_created_at_id", "is_verified", "created_at", "id"),
+    )
 
-    email: Mapped[str] = mapped_column(String(254), unique=True)  # normalised: trimmed, lower
+    email: Mapped[str] = mapped_column(EMAIL_TYPE, unique=True)  # normalised: trimmed, lower
     password_hash: Mapped[str | None] = mapped_column(String(255))
     phone: Mapped[str | None] = mapped_column(String(32))
     is_active: Mapped[bool] = mapped_column(default=True)
@@ -51,6 +62,14 @@ class RecoveryCode(UuidPrimaryKey, Base):
 
 class UserSession(UuidPrimaryKey, Base):
     __tablename__ = "user_sessions"
+    # A user's unrevoked sessions newest first (the admin views, the per-user cap): revoked
+    # ones, however many, are not in it.
+    __table_args__ = (
+        Index(
+            "ix_user_sessions_unrevoked", "user_id", "created_at", "id", "expires_at",
+            sqlite_where=text("revoked_at IS NULL"), postgresql_where=text("revoked_at IS NULL"),
+        ),
+    )  # fmt: skip
 
     user_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), index=True

@@ -20,7 +20,7 @@ from nestauth.models import Admin, AdminSession
 from nestauth.services import passwords, ratelimit
 from nestauth.services.audit import AdminActor, RequestMeta, record_admin_action, record_event
 from nestauth.services.emails import flush_unique_email, normalize_email
-from nestauth.services.pagination import Page, paginate
+from nestauth.services.pagination import Order, Page, PageRequest, paginate
 from nestauth.services.tokens import same_secret
 
 # Arbitrary constant naming the bootstrap lock among PostgreSQL advisory locks.
@@ -123,8 +123,14 @@ async def _serialize_bootstrap(session: AsyncSession) -> None:
         await session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": BOOTSTRAP_LOCK_ID})
 
 
-async def list_admins(session: AsyncSession, *, page: int, limit: int) -> Page[Admin]:
-    return await paginate(session, select(Admin).order_by(Admin.created_at, Admin.id), page, limit)
+OLDEST_FIRST = Order("admins", (Admin.created_at, Admin.id), descending=False)
+
+
+_LIST_ADMINS = select(Admin.id, Admin.email, Admin.name, Admin.role, Admin.created_at)
+
+
+async def list_admins(session: AsyncSession, request: PageRequest) -> Page[Any]:
+    return await paginate(session, _LIST_ADMINS, OLDEST_FIRST, request)
 
 
 async def add_admin(

@@ -11,7 +11,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nestauth.models import AuditEvent, core_table
-from nestauth.services.pagination import Page, paginate
+from nestauth.services.pagination import Order, Page, PageRequest, paginate
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class AdminActor:
         return Actor("admin", self.admin_id, self.email)
 
 
+NEWEST_FIRST = Order("audit", (AuditEvent.occurred_at, AuditEvent.id))
 # Built once: a statement's construction and cache key cost more than its execution.
 _INSERT_EVENT = insert(core_table(AuditEvent))  # Core: no unit-of-work flush
 
@@ -85,19 +86,18 @@ async def record_event(
 
 async def list_events(
     session: AsyncSession,
+    request: PageRequest,
     *,
-    page: int,
-    limit: int,
     user_id: uuid.UUID | None = None,
     actor_id: uuid.UUID | None = None,
     action: str | None = None,
-) -> Page[AuditEvent]:
+) -> Page[Any]:
     """Newest first. There is deliberately no way to change or delete an event."""
-    query = select(AuditEvent).order_by(AuditEvent.occurred_at.desc(), AuditEvent.id)
+    query = select(*core_table(AuditEvent).c)
     if user_id is not None:
         query = query.where(AuditEvent.user_id == user_id)
     if actor_id is not None:
         query = query.where(AuditEvent.actor_id == actor_id)
     if action is not None:
         query = query.where(AuditEvent.action == action)
-    return await paginate(session, query, page, limit)
+    return await paginate(session, query, NEWEST_FIRST, request)

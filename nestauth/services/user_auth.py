@@ -112,6 +112,7 @@ async def check_password(
 async def open_session(
     session: AsyncSession, settings: Settings, user: User, meta: RequestMeta, now: datetime
 ) -> Tokens:
+    await user_sessions.make_room(session, user, settings.max_sessions_per_user, meta=meta, now=now)
     session_id = uuid.uuid4()
     refresh_token, refresh_digest = user_tokens.new_refresh_token(session_id)
     await session.execute(

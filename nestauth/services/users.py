@@ -15,7 +15,7 @@ from nestauth.models import RecoveryCode, TotpDevice, User, UserSession, core_ta
 from nestauth.services import passwords, user_sessions
 from nestauth.services.audit import AdminActor, RequestMeta, record_admin_action
 from nestauth.services.emails import flush_unique_email, normalize_email
-from nestauth.services.pagination import Page, escape_like, paginate
+from nestauth.services.pagination import Order, Page, PageRequest, paginate
 
 STATUS_FILTERS = {
     "active": User.is_active.is_(True),
@@ -23,6 +23,9 @@ STATUS_FILTERS = {
     "verified": User.is_verified.is_(True),
     "unverified": User.is_verified.is_(False),
 }
+# Newest first; a search instead walks the email index in its order (emails are unique).
+BY_CREATION = Order("users", (User.created_at, User.id))
+BY_EMAIL = Order("users-search", (User.email,), descending=False)
 # Request field → model attribute, for updates and the audit's list of changed fields.
 UPDATABLE = {
     "email": "email",
@@ -33,6 +36,7 @@ UPDATABLE = {
     "metadata": "metadata_",
 }
 
+DETAIL_SESSIONS = 10  # a user's view shows the newest; GET .../sessions pages through all
 # Built once: a statement's construction and cache key cost more than its execution.
 _USER_BY_ID = select(User).where(User.id == bindparam("user_id"))
 _USER_BY_ID_LOCKED = _USER_BY_ID.with_for_update()
@@ -55,6 +59,11 @@ _DETAIL_USER = select(
     .correlate(_USERS)
     .label("has_recovery_codes"),
 ).where(_USERS.c.id == bindparam("user_id"))  # fmt: skip
+_LIST_USERS = select(
+    _USERS.c.id, _USERS.c.email, _USERS.c.phone, _USERS.c.is_active, _USERS.c.is_verified,
+    _USERS.c.is_mfa_enabled, _USERS.c.metadata.label("metadata_"), _USERS.c.created_at,
+    _USERS.c.updated_at,
+)  # fmt: skip
 _DETAIL_DEVICES = (
     select(
         _DEVICES.c.id, _DEVICES.c.device_name, _DEVICES.c.verified, _DEVICES.c.last_used_at,
@@ -73,7 +82,8 @@ _DETAIL_SESSIONS = (
         _SESSIONS.c.revoked_at.is_(None),
         _SESSIONS.c.expires_at > bindparam("now"),
     )
-    .order_by(_SESSIONS.c.created_at.desc(), _SESSIONS.c.id)
+    .order_by(_SESSIONS.c.created_at.desc(), _SESSIONS.c.id.desc())
+    .limit(DETAIL_SESSIONS)
 )  # fmt: skip
 
 
@@ -84,7 +94,8 @@ class UserDetail:
     user: Any
     devices: list[Any]
     has_recovery_codes: bool
-    sessions: list[Any]
+    sessions: list[Any]  # the newest DETAIL_SESSIONS live ones
+    sessions_total: int  # all live ones
 
 
 async def create_user(
@@ -119,25 +130,43 @@ async def get_user(session: AsyncSession, user_id: uuid.UUID, *, lock: bool = Fa
 
 
 async def list_users(
-    session: AsyncSession, *, page: int, limit: int, search: str | None, status: str | None
-) -> Page[User]:
-    query = select(User).order_by(User.created_at.desc(), User.id)
-    if search:
-        pattern = f"%{escape_like(normalize_email(search))}%"
-        query = query.where(User.email.like(pattern, escape="\\"))
+    session: AsyncSession, request: PageRequest, *, search: str | None, status: str | None
+) -> Page[Any]:
+    query = _LIST_USERS
     if status:
         query = query.where(STATUS_FILTERS[status])
-    return await paginate(session, query, page, limit)
+    prefix = normalize_email(search or "")
+    if not prefix:
+        return await paginate(session, query, BY_CREATION, request)
+    query = query.where(User.email >= prefix)
+    following = _following_prefix(prefix)
+    if following is not None:
+        query = query.where(User.email < following)
+    return await paginate(session, query, BY_EMAIL, request)
+
+
+def _following_prefix(prefix: str) -> str | None:
+    """The least string above every string that starts with `prefix`, in byte order (the
+    emails' collation on both databases): [prefix, this) is the search's index range, and
+    `%` or `_` in it are plain characters. None when no such string exists."""
+    while prefix:
+        last = ord(prefix[-1]) + 1
+        last = 0xE000 if 0xD800 <= last <= 0xDFFF else last  # no surrogates in UTF-8
+        if last <= 0x10FFFF:
+            return prefix[:-1] + chr(last)
+        prefix = prefix[:-1]
+    return None
 
 
 async def get_user_detail(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> UserDetail:
-    """Three queries whatever the number of devices and sessions."""
+    """Four queries whatever the number of devices and sessions."""
     user = (await session.execute(_DETAIL_USER, {"user_id": user_id})).first()
     if user is None:
         raise UserNotFound()
     devices = (await session.execute(_DETAIL_DEVICES, {"user_id": user_id})).all()
     live = (await session.execute(_DETAIL_SESSIONS, {"user_id": user_id, "now": now})).all()
-    return UserDetail(user, list(devices), bool(user.has_recovery_codes), list(live))
+    total = await user_sessions.count_live(session, user_id, now)
+    return UserDetail(user, list(devices), bool(user.has_recovery_codes), list(live), total)
 
 
 async def list_devices(session: AsyncSession, user_id: uuid.UUID) -> list[TotpDevice]:

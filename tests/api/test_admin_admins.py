@@ -51,7 +51,10 @@ class TestListAdmins:
         response = api.client.get(f"{URL}?limit=2", headers=owner.headers)
         assert response.status_code == 200, response.text
         body = response.json()
-        assert body["meta"] == {"page": 1, "limit": 2, "total": 3, "totalPages": 2}
+        meta = body["meta"]
+        assert meta == {"page": 1, "limit": 2, "total": 3, "totalPages": 2, "totalExact": True,
+                        "nextCursor": meta["nextCursor"]}  # fmt: skip
+        assert body["meta"]["nextCursor"]
         assert len(body["data"]) == 2
         assert all(set(a) == {"id", "email", "name", "role", "createdAt"} for a in body["data"])
         assert "argon2" not in response.text

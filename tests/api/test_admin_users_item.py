@@ -60,7 +60,7 @@ class TestGetUser:
         response = api.client.get(URL.format(user.id), headers=signed_in(api)[0])
         assert response.status_code == 200, response.text
         body = response.json()
-        assert set(body) == {"user", "mfa", "sessions"}
+        assert set(body) == {"user", "mfa", "sessions", "sessionsTotal"}
         assert body["user"]["id"] == user.id
         assert body["user"]["email"] == user_email(api, user.id)
         assert body["mfa"]["isEnabled"] is True
@@ -73,6 +73,7 @@ class TestGetUser:
             assert secret not in response.text
         assert "secret" not in response.text.lower()
         assert [s["id"] for s in body["sessions"]] == [newer, older]
+        assert body["sessionsTotal"] == 2
         assert all(set(session) == SESSION_KEYS for session in body["sessions"])
 
     def test_200_has_recovery_codes_false_without_codes(self, api: Api) -> None:

@@ -85,7 +85,10 @@ class TestListAuditLogs:
             create_admin(api, owner, f"p{i}@example.com")
         only = "&action=admin.created"  # the owner's login is an event too
         page_two = logs(api, owner, f"?limit=2&page=2{only}")
-        assert page_two["meta"] == {"page": 2, "limit": 2, "total": 5, "totalPages": 3}
+        meta = page_two["meta"]
+        assert meta == {"page": 2, "limit": 2, "total": 5, "totalPages": 3, "totalExact": True,
+                        "nextCursor": meta["nextCursor"]}  # fmt: skip
+        assert page_two["meta"]["nextCursor"]
         pages = [logs(api, owner, f"?limit=2&page={n}{only}")["data"] for n in (1, 2, 3)]
         assert [len(p) for p in pages] == [2, 2, 1]
         assert len({e["id"] for p in pages for e in p}) == 5
