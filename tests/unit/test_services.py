@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from cryptography.exceptions import InvalidTag
+from sqlalchemy import event
 
+from nestauth import db
 from nestauth.errors import RateLimited
 from nestauth.models import RateLimitBucket
 from nestauth.services import passwords, ratelimit, tokens
@@ -179,6 +183,41 @@ class TestRateLimit:
         api.db(lambda session: ratelimit.clear(session, LIMIT, "admin@example.com"))
         assert api.count(RateLimitBucket) == 0
         allowed(api, T0)
+
+
+@pytest.mark.postgresql_only
+class TestBucketDeletedUnderfoot:
+    """A success elsewhere clears (deletes) the bucket between this attempt's insert and its
+    lock: the attempt inserts it again instead of failing with a 500."""
+
+    @pytest.mark.parametrize("step", ["record_failure", "ensure_allowed"])
+    def test_the_row_is_made_again_and_the_attempt_counts(
+        self, api: Api, database_url: str, step: str
+    ) -> None:
+        fail(api, T0)  # the row exists, so the next insert does nothing
+        key = LIMIT.key("admin@example.com")
+        other = sa.create_engine(db.sync_url(database_url))
+        deleted = []
+
+        def clear_elsewhere(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            if "FOR UPDATE" in statement and "rate_limit_buckets" in statement and not deleted:
+                with other.begin() as conn:  # another transaction's success, committed
+                    conn.execute(sa.delete(RateLimitBucket).where(RateLimitBucket.key == key))
+                deleted.append(True)
+
+        engine = api.runtime.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", clear_elsewhere)
+        try:
+            if step == "record_failure":
+                fail(api, T0)
+            else:
+                allowed(api, T0)
+        finally:
+            event.remove(engine, "before_cursor_execute", clear_elsewhere)
+            other.dispose()
+        assert deleted
+        expected = 1 if step == "record_failure" else 0
+        assert api.scalar(sa.select(RateLimitBucket.failures)) == expected
 
 
 class TestTestProfile:
