@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import uuid
 from http import HTTPStatus
 from typing import Any
 
@@ -24,25 +23,17 @@ from nestauth.errors import (
     framework_code,
     is_database_unavailable,
 )
+from nestauth.observability import request_id_of
 
 log = logging.getLogger("nestauth.errors")
-
-
-_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")  # as nestauth.observability
-
-
-def request_id(request: ConnexionRequest) -> str:
-    """The client's X-Request-ID when it is a plain token (it goes into logs and the
-    response), otherwise a new one."""
-    given = request.headers.get("x-request-id", "")
-    return given if _SANE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
 
 
 def _server_fault(
     request: ConnexionRequest, status: int, what: str, **log_kw: Any
 ) -> ConnexionResponse:
     """Logged once, with the id the client is told; no detail in the body."""
-    rid = request_id(request)
+    # The request log has already put a sane id in the headers; the same rule, one place.
+    rid = request_id_of(request.scope)
     log.error("%s (status %s), request id %s", what, status, rid, **log_kw)
     return _response(status, InternalError.code, f"Internal server error (request id {rid})")
 
