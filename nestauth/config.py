@@ -162,6 +162,10 @@ class Settings:
     http_keep_alive_seconds: int = env("NESTAUTH_HTTP_KEEP_ALIVE_SECONDS", 5, _positive_int)
     http_max_concurrency: int = env("NESTAUTH_HTTP_MAX_CONCURRENCY", 1000, _positive_int)
     http_max_header_bytes: int = env("NESTAUTH_HTTP_MAX_HEADER_BYTES", 16 * 1024, _positive_int)
+    # Per worker process; addresses in NESTAUTH_TRUSTED_PROXIES are not capped.
+    http_max_connections_per_client: int = env(
+        "NESTAUTH_HTTP_MAX_CONNECTIONS_PER_CLIENT", 64, _positive_int
+    )
     prune_interval_seconds: int = env("NESTAUTH_PRUNE_INTERVAL_SECONDS", 15 * 60, _positive_int)
     prune_grace_seconds: int = env("NESTAUTH_PRUNE_GRACE_SECONDS", 24 * 60 * 60, _positive_int)
     # None: audit events are kept forever.

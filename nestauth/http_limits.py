@@ -19,8 +19,11 @@ from __future__ import annotations
 import asyncio
 import copy
 import functools
+import ipaddress
+from collections import Counter
 from http import HTTPStatus
-from typing import Any
+from ipaddress import IPv4Network, IPv6Network
+from typing import Any, ClassVar
 
 from starlette.types import Receive, Scope, Send
 from uvicorn.config import LOGGING_CONFIG
@@ -30,6 +33,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from nestauth.config import Settings
 from nestauth.errors import (
     HeaderFieldsTooLarge,
+    RateLimited,
     RequestTimeout,
     ServiceUnavailable,
     ValidationFailed,
@@ -72,6 +76,27 @@ def _limits() -> tuple[int, int]:
     return settings.http_header_timeout_seconds, settings.http_max_header_bytes
 
 
+@functools.lru_cache(maxsize=1)
+def _address_cap() -> tuple[int, tuple[IPv4Network | IPv6Network, ...]]:
+    settings = Settings.from_env()
+    proxies = tuple(ipaddress.ip_network(n) for n in settings.trusted_proxies)
+    return settings.http_max_connections_per_client, proxies
+
+
+def _capped_address(transport: asyncio.BaseTransport) -> str | None:
+    """The peer whose connections count toward the per-address cap (not a trusted proxy,
+    which speaks for many clients)."""
+    peer = transport.get_extra_info("peername")
+    if not peer:
+        return None
+    address = str(peer[0])
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    return None if any(parsed in network for network in _address_cap()[1]) else address
+
+
 class _Refused(Exception):
     """Raised in a parser callback: httptools stops and reports a callback error."""
 
@@ -85,13 +110,30 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     _header_timer: asyncio.TimerHandle | None = None
     _header_bytes: int | None = None  # None: not reading a header section
     _request_started = False
+    _counted_address: str | None = None
+    # Open connections per client address in this worker process (one event loop). One
+    # address flooding with connections would otherwise put every other client's request
+    # behind all of its own on the loop.
+    _open_by_address: ClassVar[Counter[str]] = Counter()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        address = _capped_address(transport)
+        if address is not None and self._open_by_address[address] >= _address_cap()[0]:
+            self._refuse(429, RateLimited, "Too many connections from this address")
+            return
+        if address is not None:
+            self._open_by_address[address] += 1
+            self._counted_address = address
         self._start_header_clock()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_header_clock()
+        if self._counted_address is not None:
+            self._open_by_address[self._counted_address] -= 1
+            if self._open_by_address[self._counted_address] <= 0:
+                del self._open_by_address[self._counted_address]
+            self._counted_address = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:

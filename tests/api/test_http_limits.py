@@ -186,3 +186,67 @@ def test_the_uvicorn_hooks_the_guard_extends_still_exist() -> None:
     for name in ("connection_made", "connection_lost", "data_received", "on_message_begin",
                  "on_headers_complete", "send_400_response", "_start_asgi_task"):  # fmt: skip
         assert callable(getattr(HttpToolsProtocol, name, None)), name
+
+
+CAP = 2
+
+
+@pytest.fixture(scope="module")
+def capped_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    """A server allowing CAP connections per client address (the header clock is long, so
+    the held connections stay open while the test looks)."""
+    workdir = tmp_path_factory.mktemp("address-cap")
+    url = f"sqlite:///{workdir / 'cap.db'}"
+    env = {
+        "NESTAUTH_DATABASE_URL": url,
+        "NESTAUTH_SECRET_KEY": make_settings(url).secret_key,
+        "NESTAUTH_HTTP_MAX_CONNECTIONS_PER_CLIENT": str(CAP),
+        "NESTAUTH_HTTP_HEADER_TIMEOUT_SECONDS": "60",
+    }
+    with live_nestauth(workdir, env) as base:
+        host, port = base.removeprefix("http://").split(":")
+        yield host, int(port)
+
+
+def connect_from(server: tuple[str, int], address: str) -> socket.socket:
+    sock = socket.create_connection(server, timeout=BOUND, source_address=(address, 0))
+    sock.settimeout(BOUND)
+    return sock
+
+
+class TestConnectionsPerAddress:
+    """One address holding many connections cannot put every other client's requests behind
+    its own (the login-flood case of the benchmark)."""
+
+    def test_429_beyond_the_cap_while_another_address_is_served(
+        self, capped_server: tuple[str, int]
+    ) -> None:
+        held = [connect_from(capped_server, "127.0.0.1") for _ in range(CAP)]
+        try:
+            for sock in held:  # accepted and answered: they count toward the cap
+                sock.sendall(HEALTH)
+                assert envelope(read_response(sock))[0] == 200
+            with closing(connect_from(capped_server, "127.0.0.1")) as extra:
+                status, body = envelope(read_until_closed(extra))
+            assert (status, body["code"]) == (429, "RATE_LIMITED")
+            with closing(connect_from(capped_server, "127.0.0.2")) as other:
+                other.sendall(HEALTH)
+                assert envelope(read_response(other))[0] == 200
+        finally:
+            for sock in held:
+                sock.close()
+
+    def test_closed_connections_free_their_places(self, capped_server: tuple[str, int]) -> None:
+        held = [connect_from(capped_server, "127.0.0.1") for _ in range(CAP)]
+        for sock in held:
+            sock.sendall(HEALTH)
+            assert envelope(read_response(sock))[0] == 200
+        for sock in held:
+            sock.close()
+        # Places freed stay free: never refused for good (polled, bounded by BOUND).
+        deadline, status = time.monotonic() + BOUND, 429
+        while status == 429 and time.monotonic() < deadline:
+            with closing(connect_from(capped_server, "127.0.0.1")) as sock:
+                sock.sendall(HEALTH)
+                status = envelope(read_response(sock))[0]
+        assert status == 200
