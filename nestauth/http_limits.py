@@ -21,6 +21,7 @@ import copy
 import functools
 import ipaddress
 from collections import Counter
+from dataclasses import dataclass
 from http import HTTPStatus
 from ipaddress import IPv4Network, IPv6Network
 from typing import Any, ClassVar
@@ -68,19 +69,25 @@ def log_config() -> dict[str, Any]:
     return config
 
 
+@dataclass(frozen=True)
+class _Limits:
+    header_timeout_seconds: int
+    max_header_bytes: int
+    max_connections_per_client: int
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...]
+
+
 @functools.lru_cache(maxsize=1)
-def _limits() -> tuple[int, int]:
+def _limits() -> _Limits:
     # uvicorn builds protocols itself (in each worker process): the settings come from the
-    # environment, as the app's do.
+    # environment, as the app's do, read once per process.
     settings = Settings.from_env()
-    return settings.http_header_timeout_seconds, settings.http_max_header_bytes
-
-
-@functools.lru_cache(maxsize=1)
-def _address_cap() -> tuple[int, tuple[IPv4Network | IPv6Network, ...]]:
-    settings = Settings.from_env()
-    proxies = tuple(ipaddress.ip_network(n) for n in settings.trusted_proxies)
-    return settings.http_max_connections_per_client, proxies
+    return _Limits(
+        settings.http_header_timeout_seconds,
+        settings.http_max_header_bytes,
+        settings.http_max_connections_per_client,
+        tuple(ipaddress.ip_network(n) for n in settings.trusted_proxies),
+    )
 
 
 def _capped_address(transport: asyncio.BaseTransport) -> str | None:
@@ -94,7 +101,7 @@ def _capped_address(transport: asyncio.BaseTransport) -> str | None:
         parsed = ipaddress.ip_address(address)
     except ValueError:
         return None
-    return None if any(parsed in network for network in _address_cap()[1]) else address
+    return None if any(parsed in network for network in _limits().trusted_proxies) else address
 
 
 class _Refused(Exception):
@@ -119,7 +126,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         address = _capped_address(transport)
-        if address is not None and self._open_by_address[address] >= _address_cap()[0]:
+        if (
+            address is not None
+            and self._open_by_address[address] >= _limits().max_connections_per_client
+        ):
             self._refuse(429, RateLimited, "Too many connections from this address")
             return
         if address is not None:
@@ -141,7 +151,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._header_bytes is None or self.transport.is_closing():
             return
         self._header_bytes += len(data)
-        if self._header_bytes > _limits()[1]:
+        if self._header_bytes > _limits().max_header_bytes:
             self._refuse(HeaderFieldsTooLarge.status_code, HeaderFieldsTooLarge)
 
     def on_message_begin(self) -> None:
@@ -155,7 +165,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._request_started = False
         # A header section that arrived whole in one read was never counted above.
         size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
-        if size > _limits()[1]:
+        if size > _limits().max_header_bytes:
             self._refuse(HeaderFieldsTooLarge.status_code, HeaderFieldsTooLarge)
             raise _Refused()  # stops the parser; uvicorn's 400 that follows is then a no-op
         super().on_headers_complete()
@@ -172,7 +182,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _start_header_clock(self) -> None:
         self._header_bytes = 0
         if self._header_timer is None:
-            self._header_timer = self.loop.call_later(_limits()[0], self._header_timeout)
+            self._header_timer = self.loop.call_later(
+                _limits().header_timeout_seconds, self._header_timeout
+            )
 
     def _stop_header_clock(self) -> None:
         self._header_bytes = None
