@@ -69,7 +69,7 @@ async def _reseal_one(
     binding = totp_devices.secret_binding(device_id)
     try:
         secret, key_index = box.open_with_index(sealed, binding)
-    except SecretUnreadable:
+    except (SecretUnreadable, ValueError):  # ValueError: not a format this box wrote
         report.unreadable.append(device_id)
         return
     if key_index == 0:

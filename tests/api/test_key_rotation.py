@@ -197,6 +197,17 @@ class TestResealService:
         assert [str(d) for d in report.unreadable] == fixture.devices
         assert api.scalar(sa.select(TotpDevice.secret_encrypted)) == before
 
+    def test_a_row_in_no_known_format_is_reported_and_the_rest_resealed(self, api: Api) -> None:
+        foreign = api.create_user(verified_devices=1).devices[0]
+        api.create_user(verified_devices=1)
+        api.db(lambda session: session.execute(
+            sa.update(TotpDevice).where(TotpDevice.id == uuid.UUID(foreign))
+            .values(secret_encrypted=b"\x09not-sealed-by-nestauth")
+        ))  # fmt: skip
+        rotate(api, NEW_KEY, OLD_KEY)
+        report = self.reseal(api)
+        assert ([str(d) for d in report.unreadable], report.resealed) == ([foreign], 1)
+
 
 class TestOneKeyDerivation:
     """derive_key gives the keys the earlier per-module HKDF calls gave: material stored
