@@ -16,7 +16,6 @@ import math
 import sqlite3
 import time
 import weakref
-from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Select, event
@@ -45,17 +44,13 @@ _lock_watches: weakref.WeakKeyDictionary[Engine, sqlite_inline.LockWatch] = (
 
 
 class StatementTimeouts:
-    """How many statements were stopped at their deadline; `listeners` (a metrics counter,
-    say) are called once for each."""
+    """How many statements were stopped at their deadline (in this process)."""
 
     def __init__(self) -> None:
         self.count = 0
-        self.listeners: list[Callable[[], None]] = []
 
     def record(self) -> None:
         self.count += 1
-        for listener in self.listeners:
-            listener()
 
 
 STATEMENT_TIMEOUTS = StatementTimeouts()
@@ -155,6 +150,7 @@ def create_inline_read_engine(url: str, settings: Settings) -> AsyncEngine | Non
         pool_size=settings.db_pool_size,
         max_overflow=0,
         pool_timeout=settings.db_pool_timeout_seconds,
+        hide_parameters=True,  # the security check reads by token digest on these engines
     )
     return engine
 
@@ -170,6 +166,7 @@ def create_read_engine(url: str, settings: Settings) -> AsyncEngine | None:
         pool_size=settings.db_pool_size,
         max_overflow=0,
         pool_timeout=settings.db_pool_timeout_seconds,
+        hide_parameters=True,
     )
     sync_engine = engine.sync_engine
 
