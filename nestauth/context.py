@@ -99,13 +99,19 @@ def client_ip(scope: MutableMapping[str, Any]) -> str | None:
     client = scope.get("client")
     if not client or not isinstance(client[0], str):
         return None
+    address = canonical_ip(client[0])
+    return str(address) if address is not None else None
+
+
+def canonical_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address as text, parsed: no IPv6 zone (unbounded), and the IPv4 clients a
+    dual-stack socket reports as ::ffff:a.b.c.d as IPv4. None when it is not an address."""
     try:
-        address = ipaddress.ip_address(client[0].partition("%")[0])
+        address = ipaddress.ip_address(text.partition("%")[0])
     except ValueError:
         return None
-    # A dual-stack socket reports IPv4 clients as ::ffff:a.b.c.d: store them as IPv4.
     mapped = getattr(address, "ipv4_mapped", None)
-    return str(mapped or address)
+    return mapped or address
 
 
 def operation_id(scope: MutableMapping[str, Any]) -> str:

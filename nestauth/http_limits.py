@@ -32,6 +32,7 @@ from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from nestauth.config import Settings
+from nestauth.context import canonical_ip
 from nestauth.errors import (
     HeaderFieldsTooLarge,
     RateLimited,
@@ -96,12 +97,10 @@ def _capped_address(transport: asyncio.BaseTransport) -> str | None:
     peer = transport.get_extra_info("peername")
     if not peer:
         return None
-    address = str(peer[0])
-    try:
-        parsed = ipaddress.ip_address(address)
-    except ValueError:
+    parsed = canonical_ip(str(peer[0]))
+    if parsed is None or any(parsed in network for network in _limits().trusted_proxies):
         return None
-    return None if any(parsed in network for network in _limits().trusted_proxies) else address
+    return str(parsed)
 
 
 class _Refused(Exception):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from nestauth.context import Runtime, operation_id
+from nestauth.context import Runtime, client_ip, operation_id
 from nestauth.metrics import METRICS_PATH, Metrics
 
 access_log = logging.getLogger("nestauth.access")
@@ -84,7 +84,6 @@ class RequestLogMiddleware:
         self.metrics.observe(record.operation, scope["method"], status, seconds)
         if not access_log.isEnabledFor(logging.INFO):
             return
-        client = scope.get("client")
         # Never the path's query string, a header value, a cookie or a body: the operation
         # and the id are enough to find a request, and none of them can carry a secret.
         line = {
@@ -93,7 +92,7 @@ class RequestLogMiddleware:
             "method": scope["method"],
             "status": status,
             "durationMs": round(seconds * 1000, 3),
-            "clientIp": client[0] if client else None,
+            "clientIp": client_ip(scope),  # as the audit trail and the rate limits name it
         }
         access_log.info(json.dumps(line, separators=(",", ":")))
 
