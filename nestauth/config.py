@@ -171,8 +171,6 @@ class Settings:
     # None: audit events are kept forever.
     audit_retention_days: int | None = env("NESTAUTH_AUDIT_RETENTION_DAYS", None, _positive_int)
     metrics_token: str | None = env("NESTAUTH_METRICS_TOKEN", None)  # None: /metrics is a 404
-    # asyncio: under a flood of busy connections uvloop accepted no new connection until the
-    # flood ended (measured, bench/flood.py); asyncio kept serving newcomers.
     # uvicorn's own choice (uvloop when installed) until the benchmark weighs the flood case
     # against the others: asyncio measured ~9% fewer health requests/s, uvloop starved new
     # connections under a 400-connection flood (bench/README.md).

@@ -169,8 +169,3 @@ def _aware(text: str) -> datetime:
 
 
 _PARSERS: dict[type, Callable[[str], Any]] = {datetime: _aware, uuid.UUID: uuid.UUID}
-
-
-def escape_like(text: str) -> str:
-    """A search for "50%_off" matches those characters, not any string (LIKE wildcards)."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -130,7 +130,7 @@ async def open_session(
 def _access_token(
     settings: Settings, user_id: uuid.UUID, session_id: uuid.UUID, now: datetime
 ) -> str:
-    key = user_tokens.verification_keys(settings)[0]  # the current key signs
+    key = user_tokens.signing_key(settings.secret_key)  # the current key signs
     return user_tokens.issue_access_token(
         key, user_id, session_id, now, settings.access_token_seconds
     )
